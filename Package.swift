@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Targets follow the dependency direction: C shims → tensor engine → modules → models → pipeline → CLI.
+// The engine is always optimised: a debug build of its kernels would make the test suite crawl.
+let engineSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
+let package = Package(
+    name: "swift-unclip",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "UnCLIPTensor", targets: ["UnCLIPTensor"]),
+        .library(name: "UnCLIPNN", targets: ["UnCLIPNN"]),
+        .library(name: "UnCLIPImage", targets: ["UnCLIPImage"]),
+        .library(name: "UnCLIPModels", targets: ["UnCLIPModels"]),
+        .executable(name: "unclip", targets: ["unclip"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libdnnl-dev, libpng-dev, libjpeg-dev; libgomp comes with gcc).
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "COpenMP", path: "Sources/COpenMP"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
+
+        .target(name: "UnCLIPTensor", dependencies: ["CDNNL", "COpenMP"],
+                swiftSettings: engineSettings,
+                linkerSettings: [.linkedLibrary(":libgomp.so.1", .when(platforms: [.linux]))]),
+        .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEG"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
+        .executableTarget(name: "unclip", dependencies: [
+            "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "UnCLIPNNTests", dependencies: ["UnCLIPNN"]),
+        .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage"]),
+        .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

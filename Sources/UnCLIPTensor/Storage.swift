@@ -1,0 +1,110 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A block of Float32 memory that one or more tensors view.
+///
+/// Owned blocks come from (and go back to) `BufferPool`, so a sampling loop that makes tensors of the same
+/// shapes step after step stops allocating after its first step. Borrowed blocks (a memory-mapped weight file)
+/// keep their owner alive and are never written by the engine.
+public final class TensorStorage: @unchecked Sendable {
+    public let base: UnsafeMutablePointer<Float>
+    public let count: Int
+    /// Whatever keeps borrowed memory alive (a memory map); nil for pooled memory.
+    let owner: AnyObject?
+    let pooled: Bool
+
+    /// Uninitialised pooled memory for `count` floats.
+    init(uninitialized count: Int) {
+        self.count = count
+        self.base = BufferPool.shared.take(count)
+        self.owner = nil
+        self.pooled = true
+    }
+
+    /// Memory owned by someone else (e.g. a memory-mapped file); `owner` is retained for the storage's lifetime.
+    public init(borrowing base: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject?) {
+        self.base = base
+        self.count = count
+        self.owner = owner
+        self.pooled = false
+    }
+
+    deinit {
+        if pooled { BufferPool.shared.give(base, count) }
+    }
+}
+
+/// A size-bucketed cache of 64-byte-aligned buffers.
+///
+/// Freed buffers are kept by exact element count (diffusion loops repeat the same shapes), up to `limitBytes`;
+/// beyond that the oldest cached buffers are released to the system.
+public final class BufferPool: @unchecked Sendable {
+    public static let shared = BufferPool()
+
+    private struct State {
+        var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
+        var order: [(Int, UnsafeMutablePointer<Float>)] = []  // release order, oldest first
+        var cachedBytes = 0
+    }
+    private let state = Mutex(State())
+    /// The most memory kept cached for reuse (default 2 GiB).
+    public var limitBytes: Int {
+        get { limit.load(ordering: .relaxed) }
+        set { limit.store(newValue, ordering: .relaxed); trim() }
+    }
+    private let limit = Atomic<Int>(2 << 30)
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let n = max(count, 1)
+        if let p = state.withLock({ s -> UnsafeMutablePointer<Float>? in
+            guard var list = s.free[n], let p = list.popLast() else { return nil }
+            s.free[n] = list
+            s.cachedBytes -= n * 4
+            if let i = s.order.lastIndex(where: { $0.1 == p }) { s.order.remove(at: i) }
+            return p
+        }) { return p }
+        var raw: UnsafeMutableRawPointer?
+        let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
+        guard status == 0, let raw else {
+            // Out of memory is not recoverable for a tensor engine; say how much was asked for.
+            fatalError("swift-unclip: could not allocate \(n * 4) bytes for a tensor")
+        }
+        return raw.bindMemory(to: Float.self, capacity: n)
+    }
+
+    func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        let n = max(count, 1)
+        // Very large blocks (> 256 MiB) go straight back to the system: they are rare and would crowd the cache.
+        if n * 4 > (256 << 20) || n * 4 > limitBytes { free(p); return }
+        state.withLock { s in
+            s.free[n, default: []].append(p)
+            s.order.append((n, p))
+            s.cachedBytes += n * 4
+        }
+        trim()
+    }
+
+    /// Releases cached buffers until the cache holds at most `limitBytes`.
+    public func trim(to bytes: Int? = nil) {
+        let target = bytes ?? limitBytes
+        var released: [UnsafeMutablePointer<Float>] = []
+        state.withLock { s in
+            while s.cachedBytes > target, !s.order.isEmpty {
+                let (n, p) = s.order.removeFirst()
+                if var list = s.free[n], let i = list.firstIndex(of: p) {
+                    list.remove(at: i); s.free[n] = list
+                    s.cachedBytes -= n * 4
+                    released.append(p)
+                }
+            }
+        }
+        for p in released { free(p) }
+    }
+
+    /// Bytes currently held in the cache (not in use by any tensor).
+    public var cachedBytes: Int { state.withLock { $0.cachedBytes } }
+}

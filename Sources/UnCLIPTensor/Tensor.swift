@@ -1,0 +1,146 @@
+/// A Float32 tensor of any rank, stored contiguously in row-major order.
+///
+/// Tensors are reference types: the graph of a differentiable computation links them. Views share storage
+/// where it is cheap (`reshaped`, slices along the first axis); other layout changes copy.
+public final class Tensor: CustomStringConvertible {
+    /// The extent of each axis, outermost first.
+    public let shape: [Int]
+    /// Number of elements.
+    public let count: Int
+    /// The memory this tensor views. Replaced only by `assign(_:)` (loading weights into a parameter).
+    public private(set) var storage: TensorStorage
+    /// Element offset of this view into `storage`.
+    public private(set) var offset: Int
+
+    /// Whether gradients flow to this tensor. Set on parameters and on inputs you differentiate.
+    public var requiresGrad: Bool
+    /// The accumulated gradient of a leaf tensor after `backward()`.
+    public var grad: Tensor?
+    /// How this tensor was computed, when it is part of a recorded graph.
+    public internal(set) var gradFn: GradFunction?
+
+    // MARK: Creation
+
+    /// A new tensor with uninitialised contents.
+    public init(uninitializedShape shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative extent in shape \(shape)")
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.storage = TensorStorage(uninitialized: count)
+        self.offset = 0
+        self.requiresGrad = false
+    }
+
+    /// A tensor viewing `storage` from `offset`.
+    public init(shape: [Int], storage: TensorStorage, offset: Int = 0) {
+        let n = shape.reduce(1, *)
+        precondition(offset >= 0 && offset + n <= storage.count, "view \(shape) at \(offset) exceeds storage of \(storage.count)")
+        self.shape = shape
+        self.count = n
+        self.storage = storage
+        self.offset = offset
+        self.requiresGrad = false
+    }
+
+    /// A tensor holding a copy of `values` (row-major).
+    public convenience init(shape: [Int], _ values: [Float]) {
+        self.init(uninitializedShape: shape)
+        precondition(values.count == count, "\(values.count) values for shape \(shape) (\(count) elements)")
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
+    }
+
+    /// A 0-dimensional tensor.
+    public convenience init(scalar: Float) { self.init(shape: [], [scalar]) }
+
+    public static func empty(_ shape: [Int]) -> Tensor { Tensor(uninitializedShape: shape) }
+
+    public static func full(_ shape: [Int], _ value: Float) -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        t.data.update(repeating: value, count: t.count)
+        return t
+    }
+
+    public static func zeros(_ shape: [Int]) -> Tensor { full(shape, 0) }
+    public static func ones(_ shape: [Int]) -> Tensor { full(shape, 1) }
+
+    /// 0, 1, …, n−1.
+    public static func arange(_ n: Int) -> Tensor {
+        let t = Tensor(uninitializedShape: [n])
+        for i in 0..<n { t.data[i] = Float(i) }
+        return t
+    }
+
+    // MARK: Access
+
+    /// Pointer to the first element of this view.
+    @inline(__always) public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+    public var rank: Int { shape.count }
+
+    /// The elements in row-major order.
+    public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
+
+    /// The single element of a one-element tensor.
+    public var item: Float {
+        precondition(count == 1, "item of a tensor with shape \(shape)")
+        return data[0]
+    }
+
+    /// Element at a full multi-index.
+    public subscript(_ index: Int...) -> Float {
+        get { data[flatIndex(index)] }
+        set { data[flatIndex(index)] = newValue }
+    }
+
+    private func flatIndex(_ index: [Int]) -> Int {
+        precondition(index.count == rank, "index \(index) for shape \(shape)")
+        var flat = 0
+        for (i, n) in zip(index, shape) { precondition(i >= 0 && i < n, "index \(index) out of range for shape \(shape)"); flat = flat * n + i }
+        return flat
+    }
+
+    /// Row-major strides of `shape`.
+    public static func strides(_ shape: [Int]) -> [Int] {
+        var s = [Int](repeating: 1, count: shape.count)
+        var acc = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) { s[i] = acc; acc *= shape[i] }
+        return s
+    }
+
+    /// Resolves a possibly negative axis.
+    @inline(__always) public func axis(_ a: Int) -> Int {
+        let r = a < 0 ? a + rank : a
+        precondition(r >= 0 && r < max(rank, 1), "axis \(a) out of range for rank \(rank)")
+        return r
+    }
+
+    /// Replaces this tensor's contents by `other`'s memory (same shape), without copying.
+    ///
+    /// Used to load weights into existing parameters: a memory-mapped checkpoint becomes the parameter's storage.
+    public func assign(_ other: Tensor) {
+        precondition(other.shape == shape, "assign: shape \(other.shape) into \(shape)")
+        storage = other.storage
+        offset = other.offset
+    }
+
+    /// Copies `other`'s values into this tensor's memory (same element count).
+    public func copyValues(from other: Tensor) {
+        precondition(other.count == count, "copyValues: \(other.count) elements into \(count)")
+        data.update(from: other.data, count: count)
+    }
+
+    /// A new tensor with the same values, not linked to the graph.
+    public func clone() -> Tensor {
+        let t = Tensor(uninitializedShape: shape)
+        t.data.update(from: data, count: count)
+        return t
+    }
+
+    /// This tensor's values cut from the graph (shares memory).
+    public func detached() -> Tensor { Tensor(shape: shape, storage: storage, offset: offset) }
+
+    public var description: String {
+        let values = toArray()
+        let shown = values.prefix(8).map { String($0) }.joined(separator: ", ")
+        return "Tensor(shape: \(shape), [\(shown)\(values.count > 8 ? ", …" : "")])"
+    }
+}

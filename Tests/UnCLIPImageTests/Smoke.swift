@@ -1,0 +1,6 @@
+import XCTest
+@testable import UnCLIPImage
+
+final class UnCLIPImageSmokeTests: XCTestCase {
+    func testBuilds() {}
+}

@@ -1,0 +1,6 @@
+import XCTest
+@testable import UnCLIPModels
+
+final class UnCLIPModelsSmokeTests: XCTestCase {
+    func testBuilds() {}
+}

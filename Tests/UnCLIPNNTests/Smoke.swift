@@ -1,0 +1,6 @@
+import XCTest
+@testable import UnCLIPNN
+
+final class UnCLIPNNSmokeTests: XCTestCase {
+    func testBuilds() {}
+}
