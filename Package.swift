@@ -25,11 +25,14 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
 
+        // libjpeg reports errors by longjmp, which must never cross Swift frames: a small C wrapper catches them.
+        .target(name: "CJPEGDecode", dependencies: ["CJPEG"], linkerSettings: [.linkedLibrary("jpeg")]),
+
         .target(name: "UnCLIPTensor", dependencies: ["CDNNL", "COpenMP"],
                 swiftSettings: engineSettings,
                 linkerSettings: [.linkedLibrary(":libgomp.so.1", .when(platforms: [.linux]))]),
         .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings),
-        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEG"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode"], swiftSettings: engineSettings),
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
         .executableTarget(name: "unclip", dependencies: [
             "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels",
@@ -37,9 +40,10 @@ let package = Package(
         ]),
 
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "UnCLIPNNTests", dependencies: ["UnCLIPNN"]),
-        .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage"]),
-        .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"]),
+        // These suites find their fixtures through #filePath, so a clean clone needs no bundle step.
+        .testTarget(name: "UnCLIPNNTests", dependencies: ["UnCLIPNN"], exclude: ["Fixtures"]),
+        .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage"], exclude: ["Fixtures"]),
+        .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

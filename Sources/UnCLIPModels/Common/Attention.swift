@@ -1,0 +1,86 @@
+import UnCLIPNN
+
+/// Splits [B, L, H·dh] into heads [B, H, L, dh] (head i owns channels [i·dh, (i+1)·dh)).
+@inline(__always) func splitHeads(_ x: Tensor, heads: Int) -> Tensor {
+    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
+    return x.reshaped([b, l, heads, d / heads]).permuted([0, 2, 1, 3])
+}
+
+/// Concatenates heads [B, H, L, dh] back to [B, L, H·dh].
+@inline(__always) func mergeHeads(_ x: Tensor) -> Tensor {
+    let (b, h, l, dh) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    return x.permuted([0, 2, 1, 3]).reshaped([b, l, h * dh])
+}
+
+/// diffusers' `Attention` with the plain processor: self-attention over tokens (`to_q`, `to_k`, `to_v`, `to_out.0`),
+/// optionally with a `group_norm` in front over a feature map (the UNet2DModel mid-block form).
+final class SelfAttention: Module {
+    let group_norm: GroupNorm?
+    let to_q: Linear, to_k: Linear, to_v: Linear
+    let to_out: [Module]  // [Linear, Dropout]
+    let heads: Int
+
+    init(dim: Int, heads: Int, bias: Bool = true, groupNormGroups: Int? = nil, eps: Float = 1e-5) {
+        group_norm = groupNormGroups.map { GroupNorm(groups: $0, channels: dim, eps: eps) }
+        to_q = Linear(dim, dim, bias: bias)
+        to_k = Linear(dim, dim, bias: bias)
+        to_v = Linear(dim, dim, bias: bias)
+        to_out = [Linear(dim, dim), Dropout(p: 0)]
+        self.heads = heads
+    }
+
+    /// Tokens [B, L, D] with an optional additive bias broadcastable to [B, H, L, L].
+    func callAsFunction(_ x: Tensor, bias: Tensor? = nil) -> Tensor {
+        let dh = x.shape[2] / heads
+        let o = scaledDotProductAttention(query: splitHeads(to_q(x), heads: heads), key: splitHeads(to_k(x), heads: heads),
+                                          value: splitHeads(to_v(x), heads: heads), bias: bias,
+                                          scale: 1 / Float(dh).squareRoot())
+        return (to_out[0] as! Linear)(mergeHeads(o))
+    }
+
+    /// Feature map [B, C, H, W]: residual + attention(group_norm(x)) over the H·W tokens.
+    func spatial(_ x: Tensor) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let normed = group_norm.map { $0(x) } ?? x
+        let tokens = normed.reshaped([b, c, h * w]).transposed(1, 2)  // [B, HW, C]
+        let o = self(tokens).transposed(1, 2).reshaped([b, c, h, w])
+        return x + o
+    }
+}
+
+/// diffusers' `Attention` with `AttnAddedKVProcessor`: the decoder's attention over the image's own tokens plus the
+/// conditioning context (`add_k_proj`, `add_v_proj`), the context keys first.
+final class AddedKVAttention: Module {
+    let group_norm: GroupNorm
+    let to_q: Linear, to_k: Linear, to_v: Linear
+    let add_k_proj: Linear, add_v_proj: Linear
+    let to_out: [Module]  // [Linear, Dropout]
+    let heads: Int
+
+    init(channels: Int, contextDim: Int, headDim: Int, groups: Int = 32, eps: Float = 1e-5) {
+        group_norm = GroupNorm(groups: groups, channels: channels, eps: eps)
+        to_q = Linear(channels, channels)
+        to_k = Linear(channels, channels)
+        to_v = Linear(channels, channels)
+        add_k_proj = Linear(contextDim, channels)
+        add_v_proj = Linear(contextDim, channels)
+        to_out = [Linear(channels, channels), Dropout(p: 0)]
+        heads = channels / headDim
+    }
+
+    /// x [B, C, H, W]; context [B, S, X]; keyBias [B, 1, 1, S] additive over the context keys (or nil).
+    func callAsFunction(_ x: Tensor, context: Tensor, keyBias: Tensor?) -> Tensor {
+        let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let s = group_norm(x).reshaped([b, c, h * w]).transposed(1, 2)  // [B, HW, C]
+        let q = splitHeads(to_q(s), heads: heads)
+        // Matches diffusers AttnAddedKVProcessor: context keys/values come before the spatial ones.
+        let k = splitHeads(Tensor.concat([add_k_proj(context), to_k(s)], axis: 1), heads: heads)
+        let v = splitHeads(Tensor.concat([add_v_proj(context), to_v(s)], axis: 1), heads: heads)
+        // The bias covers the S context keys; the H·W spatial keys get 0 (diffusers pads the mask with zeros).
+        let bias = keyBias.map { $0.padded([(0, 0), (0, 0), (0, 0), (0, h * w)]) }
+        let o = scaledDotProductAttention(query: q, key: k, value: v, bias: bias,
+                                          scale: 1 / Float(c / heads).squareRoot())
+        let out = (to_out[0] as! Linear)(mergeHeads(o))  // [B, HW, C]
+        return x + out.transposed(1, 2).reshaped([b, c, h, w])
+    }
+}

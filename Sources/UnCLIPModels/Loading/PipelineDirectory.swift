@@ -1,0 +1,164 @@
+import Foundation
+import UnCLIPNN
+
+/// Why a diffusers-layout directory could not be loaded, naming the path involved.
+public enum PipelineLoadError: Error, CustomStringConvertible {
+    case missing(path: String, what: String)
+    case unsupportedWeights(path: String, reason: String)
+    case invalidModelIndex(path: String, reason: String)
+    case component(name: String, path: String, underlying: Error)
+
+    public var description: String {
+        switch self {
+        case .missing(let path, let what): return "\(path): \(what) not found"
+        case .unsupportedWeights(let path, let reason): return "\(path): \(reason)"
+        case .invalidModelIndex(let path, let reason): return "\(path): \(reason)"
+        case .component(let name, let path, let underlying): return "loading '\(name)' from \(path): \(underlying)"
+        }
+    }
+}
+
+/// A diffusers-layout pipeline directory: `model_index.json` and one folder per component.
+public struct PipelineDirectory: Sendable {
+    public let url: URL
+    /// component name → (library, class), e.g. "prior" → ("diffusers", "PriorTransformer").
+    public let components: [String: (library: String, className: String)]
+    /// The `_class_name` of the pipeline (e.g. "UnCLIPPipeline").
+    public let pipelineClass: String
+
+    public init(_ url: URL) throws {
+        self.url = url
+        let indexURL = url.appendingPathComponent("model_index.json")
+        guard FileManager.default.fileExists(atPath: indexURL.path) else {
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) || !isDir.boolValue {
+                throw PipelineLoadError.missing(path: url.path, what: "pipeline directory")
+            }
+            throw PipelineLoadError.missing(path: indexURL.path, what: "model_index.json (is this a diffusers pipeline directory?)")
+        }
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(contentsOf: indexURL))) as? [String: Any] else {
+            throw PipelineLoadError.invalidModelIndex(path: indexURL.path, reason: "not a JSON object")
+        }
+        var components: [String: (String, String)] = [:]
+        for (key, value) in object where !key.hasPrefix("_") {
+            // Entries are [library, class]; [null, null] marks an absent optional component.
+            guard let pair = value as? [Any], pair.count == 2 else { continue }
+            guard let library = pair[0] as? String, let cls = pair[1] as? String else { continue }
+            components[key] = (library, cls)
+        }
+        self.components = components
+        pipelineClass = object["_class_name"] as? String ?? "UnCLIPPipeline"
+    }
+
+    public func has(_ component: String) -> Bool { components[component] != nil }
+
+    /// The folder of `component`, which must exist.
+    public func folder(_ component: String) throws -> URL {
+        let f = url.appendingPathComponent(component)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: f.path, isDirectory: &isDir), isDir.boolValue else {
+            throw PipelineLoadError.missing(path: f.path, what: "component folder '\(component)'")
+        }
+        return f
+    }
+
+    /// A file inside a component folder, which must exist.
+    public func file(_ component: String, _ name: String) throws -> URL {
+        let f = try folder(component).appendingPathComponent(name)
+        guard FileManager.default.fileExists(atPath: f.path) else {
+            throw PipelineLoadError.missing(path: f.path, what: name)
+        }
+        return f
+    }
+
+    /// The weights of a model component, memory-mapped.
+    ///
+    /// Looks for (in order) `diffusion_pytorch_model[.variant].safetensors`, `model[.variant].safetensors` and their
+    /// sharded `*.safetensors.index[.variant].json` forms; with no variant asked, fp16 variants are used when they
+    /// are the only weights present (and widened to fp32).
+    public func weights(_ component: String, variant: String? = nil) throws -> any WeightSource {
+        let dir = try folder(component)
+        let fm = FileManager.default
+        let variants = variant.map { [$0] } ?? [nil, "fp16"]
+        for v in variants {
+            for base in ["diffusion_pytorch_model", "model"] {
+                let single = dir.appendingPathComponent(v.map { "\(base).\($0).safetensors" } ?? "\(base).safetensors")
+                if fm.fileExists(atPath: single.path) { return try SafeTensorsFile(contentsOf: single) }
+                let index = dir.appendingPathComponent(v.map { "\(base).safetensors.index.\($0).json" } ?? "\(base).safetensors.index.json")
+                if fm.fileExists(atPath: index.path) { return try ShardedSafeTensors(indexURL: index) }
+            }
+        }
+        let bins = ((try? fm.contentsOfDirectory(atPath: dir.path)) ?? []).filter { $0.hasSuffix(".bin") }
+        if !bins.isEmpty {
+            throw PipelineLoadError.unsupportedWeights(path: dir.appendingPathComponent(bins[0]).path,
+                reason: "PyTorch pickle weights are not read (they can execute code); convert them to safetensors, e.g. with `save_pretrained(..., safe_serialization=True)`")
+        }
+        throw PipelineLoadError.missing(path: dir.path, what: "weights (diffusion_pytorch_model.safetensors or model.safetensors\(variant.map { " for variant \($0)" } ?? ""))")
+    }
+
+    /// Builds a component from its config and loads its weights strictly.
+    func load<M: Module>(_ component: String, variant: String?, ignoring: @escaping (String) -> Bool = { _ in false },
+                         _ make: (URL) throws -> M) throws -> M {
+        do {
+            let model = try make(try file(component, "config.json"))
+            try model.load(try weights(component, variant: variant), ignoring: ignoring)
+            model.eval()
+            return model
+        } catch let error as PipelineLoadError {
+            throw error
+        } catch {
+            throw PipelineLoadError.component(name: component, path: url.appendingPathComponent(component).path, underlying: error)
+        }
+    }
+
+    // MARK: Components
+
+    public func loadTextEncoder(variant: String? = nil) throws -> CLIPTextModelWithProjection {
+        try load("text_encoder", variant: variant, ignoring: { $0.hasSuffix("position_ids") }) {
+            try CLIPTextModelWithProjection(try loadCLIPSubconfig(CLIPTextConfig.self, from: $0, key: "text_config"))
+        }
+    }
+
+    public func loadImageEncoder(variant: String? = nil) throws -> CLIPVisionModelWithProjection {
+        try load("image_encoder", variant: variant, ignoring: { $0.hasSuffix("position_ids") }) {
+            try CLIPVisionModelWithProjection(try loadCLIPSubconfig(CLIPVisionConfig.self, from: $0, key: "vision_config"))
+        }
+    }
+
+    public func loadPrior(variant: String? = nil) throws -> PriorTransformer {
+        try load("prior", variant: variant) { try PriorTransformer(try loadConfig(PriorTransformerConfig.self, from: $0)) }
+    }
+
+    public func loadTextProj(variant: String? = nil) throws -> UnCLIPTextProjModel {
+        try load("text_proj", variant: variant) { UnCLIPTextProjModel(try loadConfig(UnCLIPTextProjConfig.self, from: $0)) }
+    }
+
+    public func loadDecoder(variant: String? = nil) throws -> UNet2DConditionModel {
+        try load("decoder", variant: variant) { try UNet2DConditionModel(try loadConfig(UNet2DConditionConfig.self, from: $0)) }
+    }
+
+    public func loadSuperRes(_ component: String, variant: String? = nil) throws -> UNet2DModel {
+        try load(component, variant: variant) { try UNet2DModel(try loadConfig(UNet2DConfig.self, from: $0)) }
+    }
+
+    public func loadTokenizer() throws -> CLIPTokenizer {
+        do { return try CLIPTokenizer(directory: try folder("tokenizer")) } catch let e as PipelineLoadError { throw e } catch {
+            throw PipelineLoadError.component(name: "tokenizer", path: url.appendingPathComponent("tokenizer").path, underlying: error)
+        }
+    }
+
+    public func loadScheduler(_ component: String) throws -> UnCLIPScheduler {
+        do { return try UnCLIPScheduler(configURL: try file(component, "scheduler_config.json")) } catch let e as PipelineLoadError { throw e } catch {
+            throw PipelineLoadError.component(name: component, path: url.appendingPathComponent(component).path, underlying: error)
+        }
+    }
+}
+
+/// Reads a CLIP tower config that may be a plain `CLIPTextConfig`/`CLIPVisionConfig` or a full `CLIPConfig`.
+func loadCLIPSubconfig<T: Decodable>(_ type: T.Type, from url: URL, key: String) throws -> T {
+    let data = try Data(contentsOf: url)
+    if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let sub = object[key] as? [String: Any] {
+        return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
+    }
+    return try loadConfig(T.self, from: url)
+}
