@@ -144,6 +144,8 @@ final class ConvWeightCache: @unchecked Sendable {
     }
     private struct Entry {
         weak var storage: TensorStorage?
+        /// Held strongly so that its ObjectIdentifier in the key cannot be reused by another layout.
+        let layout: DNNLLayout
         let checksum: UInt64
         let reordered: Tensor
         var lastUse: Int
@@ -171,7 +173,7 @@ final class ConvWeightCache: @unchecked Sendable {
         let sum = ConvWeightCache.checksum(weight)
         let hit = state.withLock { s -> Tensor? in
             guard var e = s.entries[key] else { return nil }
-            guard e.storage === weight.storage, e.checksum == sum else {
+            guard e.storage === weight.storage, e.layout === layout, e.checksum == sum else {
                 s.bytes -= e.reordered.count * 4
                 s.entries[key] = nil
                 return nil
@@ -185,7 +187,7 @@ final class ConvWeightCache: @unchecked Sendable {
         let fresh = try layout.input(weight, what: what)
         state.withLock { s in
             s.clock += 1
-            s.entries[key] = Entry(storage: weight.storage, checksum: sum, reordered: fresh, lastUse: s.clock)
+            s.entries[key] = Entry(storage: weight.storage, layout: layout, checksum: sum, reordered: fresh, lastUse: s.clock)
             s.bytes += fresh.count * 4
             // Drop entries whose storage is gone, then the least recently used until under the limit.
             for (k, e) in s.entries where e.storage == nil { s.bytes -= e.reordered.count * 4; s.entries[k] = nil }

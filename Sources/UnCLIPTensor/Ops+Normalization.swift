@@ -31,9 +31,10 @@ extension Tensor {
         return out.recorded("layer_norm", inputs) { g, _ in
             let needX = self.requiresGrad, needW = weight?.requiresGrad ?? false, needB = bias?.requiresGrad ?? false
             let gx = needX ? Tensor(uninitializedShape: self.shape) : nil
-            // One partial [gw, gb] accumulator per chunk of rows, summed afterwards (no shared writes).
-            let chunks = (needW || needB) ? Swift.max(1, Swift.min(Engine.threadCount, rows * d / 16_384)) : 1
-            let partial = Tensor.zeros([chunks, 2, d])
+            // Rows split into one chunk per thread, each with its own partial [gw, gb] accumulator (no shared
+            // writes), summed afterwards.
+            let chunks = Swift.max(1, Swift.min(Engine.threadCount, rows * d / 16_384))
+            let partial = Tensor.zeros((needW || needB) ? [chunks, 2, d] : [0])
             let x = self.data, pg = g.data, pw = w.data, pm = mean.data, pr = rstd.data, pp = partial.data
             let pgx = gx?.data
             parallelFor(chunks, grain: 1) { cs in

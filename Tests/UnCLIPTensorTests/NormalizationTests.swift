@@ -169,8 +169,25 @@ final class NormalizationTests: XCTestCase {
         }
     }
 
-    func testRejectsMismatchedShapesByPrecondition() {
-        // Shape errors are programming errors (preconditions); only check that valid calls keep their shapes.
+    func testLayerNormBackwardSplitsRowsConsistently() {
+        // [48, 768] is large enough for per-thread partial weight gradients; its two halves are not. The
+        // parameter gradients of the whole must equal the sums over the halves, and the input gradients match.
+        let d = 768
+        let xs = values(48 * d, seed: 31, scale: 2, offset: 0.5), gs = values(48 * d, seed: 32)
+        func grads(_ rows: Range<Int>) -> ([Float], [Float], [Float]) {
+            let x = tensor([rows.count, d], Array(xs[(rows.lowerBound * d)..<(rows.upperBound * d)]))
+            let w = tensor([d], values(d, seed: 33, scale: 0.3, offset: 1)), b = tensor([d], values(d, seed: 34))
+            withGrad { x.layerNorm(weight: w, bias: b) }
+                .backward(Tensor(shape: [rows.count, d], Array(gs[(rows.lowerBound * d)..<(rows.upperBound * d)])))
+            return (x.grad!.toArray(), w.grad!.toArray(), b.grad!.toArray())
+        }
+        let whole = grads(0..<48), top = grads(0..<24), bottom = grads(24..<48)
+        OpsFixtures.assertClose(whole.0, top.0 + bottom.0, atol: 1e-6, rtol: 1e-6, "input gradient")
+        OpsFixtures.assertClose(whole.1, zip(top.1, bottom.1).map(+), atol: 1e-5, rtol: 1e-5, "weight gradient")
+        OpsFixtures.assertClose(whole.2, zip(top.2, bottom.2).map(+), atol: 1e-5, rtol: 1e-5, "bias gradient")
+    }
+
+    func testOutputShapes() {
         XCTAssertEqual(Tensor.zeros([2, 6, 5, 7]).groupNorm(groups: 3, weight: nil, bias: nil).shape, [2, 6, 5, 7])
         XCTAssertEqual(Tensor.zeros([4, 3, 8]).layerNorm(weight: nil, bias: nil).shape, [4, 3, 8])
     }

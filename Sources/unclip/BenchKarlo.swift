@@ -1,0 +1,160 @@
+#if canImport(COpenMP) && os(Linux)
+import COpenMP
+#endif
+import Foundation
+import UnCLIPModels
+import UnCLIPNN
+
+// `unclip bench karlo`: one denoising step (one forward pass) of every full-size Karlo component with random
+// weights, under the names and with the inputs of `peer_torch.py karlo`, so that Scripts/bench_karlo.sh can join the
+// two and print swift/torch ratios measured in one sitting. Configs, batch sizes (classifier-free guidance doubles the
+// prior and decoder batches; the super-resolution and image-encoder batches are halved back to 1), timestep 500 and
+// input shapes follow peer_torch.py's `karlo_configs()` and `step_inputs()`.
+
+/// The components `peer_torch.py karlo` times, in its order.
+let karloComponents = ["text_encoder", "image_encoder", "prior", "decoder", "super_res_first"]
+
+/// A component name the benchmark does not know.
+struct UnknownKarloComponent: Error, CustomStringConvertible {
+    let name: String
+    var description: String { "bench karlo: unknown component \"\(name)\" (expected one of \(karloComponents.joined(separator: ", ")))" }
+}
+
+/// A benchmark output that came out non-finite: a broken kernel must not report a fast time.
+struct NonFiniteBenchmarkOutput: Error, CustomStringConvertible {
+    let name: String
+    var description: String { "bench karlo: \(name) produced non-finite values" }
+}
+
+/// Builds `components` (names as in `peer_torch.py karlo`) with random weights, times one warm-up and `reps` forward
+/// passes of each with `threads` engine/oneDNN threads, and prints one JSON line per component.
+///
+/// Each line holds `name`, `median_s`, `min_s`, `max_s`, `threads`, `params` and `peak_rss_gb`: the process's peak
+/// resident memory (VmHWM) while that component was built and run. The peak is reset before each component where the
+/// kernel allows it (`/proc/self/clear_refs`), so run one component per process for figures that cannot include an
+/// earlier component's high-water mark (`peak_reset` says whether the reset took).
+func runKarloBenchmark(components: [String], reps: Int, threads: Int) throws {
+    #if canImport(COpenMP) && os(Linux)
+    // The engine's parallelFor and oneDNN both size their work by omp_get_max_threads().
+    omp_set_num_threads(Int32(threads))
+    #endif
+    for name in components where !karloComponents.contains(name) { throw UnknownKarloComponent(name: name) }
+    for name in components {
+        BufferPool.shared.trim(to: 0)
+        let reset = resetPeakRSS()
+        let step = try makeKarloStep(name)
+        var times: [Double] = []
+        try withNoGrad {
+            let first = step.run()  // warm-up: builds primitives, reorders cached weights, fills the buffer pool
+            guard first.toArray().allSatisfy({ $0.isFinite }) else { throw NonFiniteBenchmarkOutput(name: name) }
+            let clock = ContinuousClock()
+            for _ in 0..<reps {
+                let d = clock.measure { _ = step.run() }
+                times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+            }
+        }
+        times.sort()
+        let fields: [String] = [
+            "\"name\": \"\(name)_step\"", "\"median_s\": \(times[times.count / 2])", "\"min_s\": \(times[0])",
+            "\"max_s\": \(times[times.count - 1])", "\"threads\": \(threads)", "\"params\": \(step.params)",
+            "\"peak_rss_gb\": \(peakRSSGiB().map { String($0) } ?? "null")", "\"peak_reset\": \(reset)",
+        ]
+        print("{\(fields.joined(separator: ", "))}")
+        fflush(stdout)
+    }
+    BufferPool.shared.trim(to: 0)
+}
+
+/// One component with its inputs, ready to run a step.
+private struct KarloStep {
+    let params: Int
+    /// Runs one forward pass and returns its main output.
+    let run: () -> Tensor
+}
+
+/// Builds the component `name` with random weights (PyTorch's default initialisations) and peer_torch.py's inputs.
+private func makeKarloStep(_ name: String) throws -> KarloStep {
+    var rng = Philox(seed: 0)
+    let timestep = 500
+    switch name {
+    case "text_encoder":
+        var config = CLIPTextConfig()
+        config.hiddenSize = 768; config.intermediateSize = 3072; config.numHiddenLayers = 12
+        config.numAttentionHeads = 12; config.maxPositionEmbeddings = 77; config.projectionDim = 768
+        config.hiddenAct = "quick_gelu"
+        let model = try CLIPTextModelWithProjection(config)
+        model.resetParameters(using: &rng)
+        model.eval()
+        // torch.randint(0, vocab_size, (2, 77)).
+        let ids = (0..<2).map { _ in (0..<config.maxPositionEmbeddings).map { _ in Int.random(in: 0..<config.vocabSize, using: &rng) } }
+        return KarloStep(params: model.parameterCount) { model(ids).lastHiddenState }
+    case "image_encoder":
+        var config = CLIPVisionConfig()
+        config.hiddenSize = 1024; config.intermediateSize = 4096; config.numHiddenLayers = 24
+        config.numAttentionHeads = 16; config.imageSize = 224; config.patchSize = 14; config.projectionDim = 768
+        config.hiddenAct = "quick_gelu"
+        let model = try CLIPVisionModelWithProjection(config)
+        model.resetParameters(using: &rng)
+        model.eval()
+        let pixels = Tensor.randn([1, 3, 224, 224], using: &rng)
+        return KarloStep(params: model.parameterCount) { model(pixels) }
+    case "prior":
+        let config = PriorTransformerConfig()  // Karlo uses every default (spec §2.2)
+        let model = try PriorTransformer(config)
+        model.resetParameters(using: &rng)
+        model.eval()
+        let b = 2, e = config.embeddingDim, n = config.numEmbeddings
+        let sample = Tensor.randn([b, e], using: &rng), proj = Tensor.randn([b, e], using: &rng)
+        let hidden = Tensor.randn([b, n, e], using: &rng)
+        let mask = [[Int]](repeating: [Int](repeating: 1, count: n), count: b)
+        return KarloStep(params: model.parameterCount) {
+            model(sample, timestep: timestep, projEmbedding: proj, encoderHiddenStates: hidden, attentionMask: mask)
+        }
+    case "decoder":
+        let config = UNet2DConditionConfig()  // the defaults are Karlo's decoder (spec §2.2)
+        let model = try UNet2DConditionModel(config)
+        model.resetParameters(using: &rng)
+        model.eval()
+        let b = 2, s = config.sampleSize, context = 4 + 77
+        let sample = Tensor.randn([b, config.inChannels, s, s], using: &rng)
+        let states = Tensor.randn([b, context, config.crossAttentionDim], using: &rng)
+        let classLabels = Tensor.randn([b, 4 * config.blockOutChannels[0]], using: &rng)
+        let mask = [[Int]](repeating: [Int](repeating: 1, count: context), count: b)
+        return KarloStep(params: model.parameterCount) {
+            model(sample, timestep: timestep, encoderHiddenStates: states, classLabels: classLabels, attentionMask: mask)
+        }
+    case "super_res_first":
+        var config = UNet2DConfig()
+        config.sampleSize = 256; config.inChannels = 6; config.outChannels = 3; config.layersPerBlock = 3
+        config.blockOutChannels = [320, 640, 960, 1280]
+        config.downBlockTypes = Array(repeating: "ResnetDownsampleBlock2D", count: 4)
+        config.upBlockTypes = Array(repeating: "ResnetUpsampleBlock2D", count: 4)
+        config.addAttention = false
+        config.resnetTimeScaleShift = "default"
+        let model = try UNet2DModel(config)
+        model.resetParameters(using: &rng)
+        model.eval()
+        let s = config.sampleSize
+        let sample = Tensor.randn([1, config.inChannels, s, s], using: &rng)  // no guidance in super-resolution
+        return KarloStep(params: model.parameterCount) { model(sample, timestep: timestep) }
+    default:
+        throw UnknownKarloComponent(name: name)
+    }
+}
+
+/// The process's peak resident set size (VmHWM) in GiB, or nil where /proc is not available.
+func peakRSSGiB() -> Double? {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kb = line.split(separator: " ").dropFirst().first.flatMap { Double($0) }
+        return kb.map { $0 * 1024 / Double(1 << 30) }
+    }
+    return nil
+}
+
+/// Resets VmHWM to the current RSS (Linux ≥ 4.0 `clear_refs` value 5); false where that is not possible.
+private func resetPeakRSS() -> Bool {
+    guard let f = fopen("/proc/self/clear_refs", "w") else { return false }
+    defer { fclose(f) }
+    return fputs("5", f) >= 0 && fflush(f) == 0
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import UnCLIPModels
+import UnCLIPImage
+
+/// Where the model comes from.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("A diffusers-layout unCLIP directory (e.g. Karlo).", valueName: "dir"))
+    var model: String?
+
+    @Option(help: ArgumentHelp("Prefer this weight-file variant (e.g. fp16); fp32 files are used otherwise.", valueName: "name"))
+    var variant: String?
+
+    func pipeline() throws -> UnCLIPPipeline {
+        guard let model else {
+            throw ValidationError("no --model given, and this build ships no embedded model yet: pass --model DIR (a diffusers unCLIP directory such as Karlo)")
+        }
+        return try UnCLIPPipeline(directory: URL(fileURLWithPath: model), variant: variant)
+    }
+}
+
+/// Sampling settings shared by `generate` and `vary`.
+struct SamplingArguments: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Images per prompt (or per input image).")
+    var n = 1
+
+    @Option(help: "Seed of the project's Philox noise (same seed, same image on every machine).")
+    var seed: UInt64 = 0
+
+    @Option(help: ArgumentHelp("Replay recorded noise from a safetensors file (tensors prior.K, decoder.K, super_res.K).", valueName: "file"))
+    var noise: String?
+
+    @Option(help: "Decoder denoising steps.")
+    var decoderSteps = 25
+
+    @Option(help: "Super-resolution denoising steps.")
+    var superResSteps = 7
+
+    @Option(help: "Classifier-free guidance scale of the decoder.")
+    var decoderGuidance: Float = 8.0
+
+    @Flag(help: "No progress bars.")
+    var quiet = false
+
+    func validate() throws {
+        guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
+        guard decoderSteps >= 2 else { throw ValidationError("--decoder-steps must be at least 2 (got \(decoderSteps))") }
+        guard superResSteps >= 2 else { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
+        if let noise, !FileManager.default.fileExists(atPath: noise) { throw ValidationError("--noise: no such file: \(noise)") }
+    }
+
+    func options() -> SamplingOptions {
+        var o = SamplingOptions()
+        o.imagesPerPrompt = n
+        o.decoderSteps = decoderSteps
+        o.superResSteps = superResSteps
+        o.decoderGuidance = decoderGuidance
+        return o
+    }
+
+    func noiseSource() throws -> any NoiseSource {
+        if let noise { return try RecordedNoise(contentsOf: URL(fileURLWithPath: noise)) }
+        return SeededNoise(seed: seed)
+    }
+}
+
+/// Writes pipeline output images ([B, H, W, 3] in [0, 1]) as PNG: one file, or numbered files plus a grid.
+func writeImages(_ images: Tensor, to path: String) throws -> [String] {
+    let (b, h, w) = (images.shape[0], images.shape[1], images.shape[2])
+    var list: [RGBImage] = []
+    for i in 0..<b {
+        // Matches diffusers' numpy_to_pil: (x·255).round() (half to even) as uint8.
+        let src = images.data + i * h * w * 3
+        list.append(RGBImage(width: w, height: h, pixels: (0..<(h * w * 3)).map { UInt8(clamping: Int((src[$0] * 255).rounded(.toNearestOrEven))) }))
+    }
+    let url = URL(fileURLWithPath: path)
+    if b == 1 {
+        try list[0].writePNG(to: url)
+        return [url.path]
+    }
+    var written: [String] = []
+    let stem = url.deletingPathExtension().path, ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
+    for (i, image) in list.enumerated() {
+        let file = URL(fileURLWithPath: "\(stem)-\(i + 1).\(ext)")
+        try image.writePNG(to: file)
+        written.append(file.path)
+    }
+    try RGBImage.grid(list, columns: min(b, 4), padding: 4).writePNG(to: url)
+    written.insert(url.path + " (grid)", at: 0)
+    return written
+}
