@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "UnCLIPNN", targets: ["UnCLIPNN"]),
         .library(name: "UnCLIPImage", targets: ["UnCLIPImage"]),
         .library(name: "UnCLIPModels", targets: ["UnCLIPModels"]),
+        .library(name: "UnCLIPTraining", targets: ["UnCLIPTraining"]),
+        .library(name: "UnCLIPEvaluation", targets: ["UnCLIPEvaluation"]),
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [
@@ -34,8 +36,10 @@ let package = Package(
         .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings),
         .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode"], swiftSettings: engineSettings),
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),
         .executableTarget(name: "unclip", dependencies: [
-            "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels",
+            "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -44,6 +48,8 @@ let package = Package(
         .testTarget(name: "UnCLIPNNTests", dependencies: ["UnCLIPNN"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
+        .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining"]),
+        .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation"]),
     ],
     swiftLanguageModes: [.v5]
 )

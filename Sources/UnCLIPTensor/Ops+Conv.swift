@@ -132,12 +132,18 @@ final class ConvBackwardWeights {
 /// EMA updates, `copyValues`) at the cost of one read pass — about a third of the reorder. Weights being
 /// differentiated in a recorded graph are never cached, and small weights (under `minElements`) are reordered
 /// each time because that is cheaper than the bookkeeping.
+///
+/// The limit holds every convolution weight of one Karlo U-Net (2.43 GiB reordered for the decoder and for each
+/// super-resolution U-Net): a smaller limit makes the least-recently-used policy miss on every call of a U-Net step,
+/// which then pays the checksum, the reorder and a fresh allocation for each large weight (measured: 1.1–1.3 s of a
+/// decoder step). Entries of weights that were freed are dropped before each new reorder is allocated, so a pipeline
+/// that releases one stage's model before the next does not hold two models' reorders.
 final class ConvWeightCache: @unchecked Sendable {
     static let shared = ConvWeightCache()
     /// Weights with fewer elements are reordered every call.
-    static let minElements = 1 << 20
+    static let minElements = 1 << 16
     /// Most bytes of reordered weights kept (least recently used go first).
-    static let limitBytes = 1 << 30
+    static let limitBytes = 3 << 30
 
     private struct Key: Hashable {
         let storage: ObjectIdentifier, offset: Int, layout: ObjectIdentifier
@@ -184,13 +190,16 @@ final class ConvWeightCache: @unchecked Sendable {
             return e.reordered
         }
         if let hit { return hit }
+        // Drop entries whose storage is gone before allocating, so their memory can serve this reorder.
+        state.withLock { s in
+            for (k, e) in s.entries where e.storage == nil { s.bytes -= e.reordered.count * 4; s.entries[k] = nil }
+        }
         let fresh = try layout.input(weight, what: what)
         state.withLock { s in
             s.clock += 1
             s.entries[key] = Entry(storage: weight.storage, layout: layout, checksum: sum, reordered: fresh, lastUse: s.clock)
             s.bytes += fresh.count * 4
-            // Drop entries whose storage is gone, then the least recently used until under the limit.
-            for (k, e) in s.entries where e.storage == nil { s.bytes -= e.reordered.count * 4; s.entries[k] = nil }
+            // Then the least recently used until under the limit.
             while s.bytes > ConvWeightCache.limitBytes, let oldest = s.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 s.bytes -= oldest.value.reordered.count * 4
                 s.entries[oldest.key] = nil
@@ -276,7 +285,8 @@ extension Tensor {
                     let result = Tensor(uninitializedShape: x.shape)
                     let gs = try bd.diffDst.input(g, what: what)
                     reorderedG = (bd.diffDst.chosen, gs)
-                    let ws = try ConvWeightCache.shared.reordered(weight, bd.weights, what: what)
+                    // Not through ConvWeightCache: backward runs in training, where the weight changes every step.
+                    let ws = try bd.weights.input(weight, what: what)
                     let buf = bd.diffSrc.outputBuffer(result)
                     try bd.primitive.execute([(DNNL_ARG_DIFF_DST, bd.diffDst.chosen, raw(gs)),
                                               (DNNL_ARG_WEIGHTS, bd.weights.chosen, raw(ws)),

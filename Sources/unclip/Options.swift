@@ -66,15 +66,9 @@ struct SamplingArguments: ParsableArguments {
 
 /// Writes pipeline output images ([B, H, W, 3] in [0, 1]) as PNG: one file, or numbered files plus a grid.
 func writeImages(_ images: Tensor, to path: String) throws -> [String] {
-    let (b, h, w) = (images.shape[0], images.shape[1], images.shape[2])
-    var list: [RGBImage] = []
-    for i in 0..<b {
-        // Matches diffusers' numpy_to_pil: (x·255).round() (half to even) as uint8.
-        let src = images.data + i * h * w * 3
-        list.append(RGBImage(width: w, height: h, pixels: (0..<(h * w * 3)).map { UInt8(clamping: Int((src[$0] * 255).rounded(.toNearestOrEven))) }))
-    }
+    let list = UnCLIPPipeline.images(from: images)
     let url = URL(fileURLWithPath: path)
-    if b == 1 {
+    if list.count == 1 {
         try list[0].writePNG(to: url)
         return [url.path]
     }
@@ -85,7 +79,7 @@ func writeImages(_ images: Tensor, to path: String) throws -> [String] {
         try image.writePNG(to: file)
         written.append(file.path)
     }
-    try RGBImage.grid(list, columns: min(b, 4), padding: 4).writePNG(to: url)
+    try RGBImage.grid(list, columns: min(list.count, 4), padding: 4).writePNG(to: url)
     written.insert(url.path + " (grid)", at: 0)
     return written
 }

@@ -38,25 +38,32 @@ final class ResnetBlock2D: Module {
     /// x [B, cin, H, W], emb [B, Tm] → [B, cout, H′, W′].
     func callAsFunction(_ x: Tensor, _ emb: Tensor) -> Tensor {
         var skip = x
-        var h = norm1(x).silu()
+        var h = norm1.silu(x)
         switch resample {  // the skip path resamples the raw input
         case .up: h = h.upsampleNearest2x(); skip = skip.upsampleNearest2x()
         case .down: h = h.avgPool2x2(); skip = skip.avgPool2x2()
         case .none: break
         }
         h = conv1(h)
-        let t = time_emb_proj(emb.silu())
-        let tc = t.shape[1]
-        let t4 = t.reshaped([t.shape[0], tc, 1, 1])
+        let t = time_emb_proj(emb.silu())  // [B, cout] or [B, 2·cout]
+        // One fused pass: silu(norm2(h + t)) or silu(norm2(h)·(1 + scale) + shift).
         switch conditioning {
         case .additive:
-            h = norm2(h + t4)
+            h = norm2.silu(h, inputShift: t)
         case .scaleShift:
-            let parts = t4.chunked(2, axis: 1)  // first half scale, second half shift
-            h = norm2(h) * (parts[0] + 1) + parts[1]
+            let parts = t.chunked(2, axis: 1)  // first half scale, second half shift
+            h = norm2.silu(h, scale: parts[0], shift: parts[1])
         }
-        h = conv2(dropout(h.silu()))
+        h = conv2(dropout(h))
         if let conv_shortcut { skip = conv_shortcut(skip) }
         return skip + h
+    }
+}
+
+extension GroupNorm {
+    /// `silu(self(x + inputShift) · (1 + scale) + shift)` as one fused pass (`inputShift`, `scale`, `shift`: [N, C]).
+    func silu(_ x: Tensor, inputShift: Tensor? = nil, scale: Tensor? = nil, shift: Tensor? = nil) -> Tensor {
+        x.groupNormConditioned(groups: groups, weight: weight, bias: bias, eps: eps, inputShift: inputShift,
+                               scale: scale, shift: shift, silu: true)
     }
 }

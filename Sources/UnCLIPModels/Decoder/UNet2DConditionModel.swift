@@ -284,6 +284,6 @@ public final class UNet2DConditionModel: Module {
         }
         if let mid_block { h = mid_block(h, emb, context: context, keyBias: keyBias) }
         for block in up_blocks { h = block(h, emb, skips: &skips, context: context, keyBias: keyBias) }
-        return conv_out(conv_norm_out(h).silu())
+        return conv_out(conv_norm_out.silu(h))
     }
 }

@@ -313,6 +313,19 @@ public final class UnCLIPPipeline {
     }
 }
 
+extension UnCLIPPipeline {
+    /// Pipeline output [B, H, W, 3] in [0, 1] → 8-bit images.
+    ///
+    /// Matches diffusers' `numpy_to_pil`: (x·255).round() with NumPy's half-to-even rounding.
+    public static func images(from output: Tensor) -> [RGBImage] {
+        let (b, h, w) = (output.shape[0], output.shape[1], output.shape[2])
+        return (0..<b).map { i in
+            let src = output.data + i * h * w * 3
+            return RGBImage(width: w, height: h, pixels: (0..<(h * w * 3)).map { UInt8(clamping: Int((src[$0] * 255).rounded(.toNearestOrEven))) })
+        }
+    }
+}
+
 /// Rows of `t` (along axis 0) picked by `rows`, e.g. [0, 0, 1, 1] for repeat_interleave(2).
 func repeatRows(_ t: Tensor, _ rows: [Int]) -> Tensor {
     let inner = Array(t.shape.dropFirst())

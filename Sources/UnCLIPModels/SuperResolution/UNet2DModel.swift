@@ -171,6 +171,6 @@ public final class UNet2DModel: Module {
         }
         if let mid_block { h = mid_block(h, emb) }
         for block in up_blocks { h = block(h, emb, skips: &skips, context: nil, keyBias: nil) }
-        return conv_out(conv_norm_out(h).silu())
+        return conv_out(conv_norm_out.silu(h))
     }
 }

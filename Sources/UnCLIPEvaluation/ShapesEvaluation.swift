@@ -1,0 +1,111 @@
+import Foundation
+import UnCLIPModels
+import UnCLIPImage
+import UnCLIPTraining
+
+/// Settings of `unclip evaluate`: which prompts, how many images each, and how to sample.
+public struct ShapesEvaluationConfiguration: Sendable {
+    /// Prompts drawn from ShapesWorld with this seed; the trainers never use it (they use seed 0 by default).
+    public var promptSeed: UInt64 = 9_000_001
+    public var promptCount = 200
+    public var imagesPerPrompt = 4
+    /// Seed of the sampling noise.
+    public var noiseSeed: UInt64 = 1
+    public var sampling = SamplingOptions()
+    /// Where to write a labelled sample grid (first prompts), if anywhere.
+    public var gridURL: URL?
+
+    public init() {}
+}
+
+/// What `unclip evaluate` measures.
+public struct ShapesEvaluationReport: Sendable, CustomStringConvertible {
+    public var oneObject = CaptionCheckSummary()
+    public var twoObjects = CaptionCheckSummary()
+    /// Mean over prompts of the spread of object centres / sizes across that prompt's images (canvas px).
+    public var meanPositionSpread = 0.0
+    public var meanSizeSpread = 0.0
+    /// Mean 100·cos(CLIP text embedding, CLIP image embedding) over all images (the project's CLIP).
+    public var clipScore = 0.0
+    /// Wall-clock seconds per prompt (all its images in one batch) and per image.
+    public var secondsPerPrompt = 0.0
+    public var secondsPerImage = 0.0
+    public var prompts = 0
+    public var images = 0
+
+    public var description: String {
+        func pct(_ x: Double) -> String { String(format: "%5.1f %%", 100 * x) }
+        func row(_ name: String, _ s: CaptionCheckSummary) -> String {
+            "\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) images \(String(s.images).padding(toLength: 5, withPad: " ", startingAt: 0)) colour \(pct(s.colorAccuracy))  shape \(pct(s.shapeAccuracy))  count \(pct(s.countAccuracy))  binding \(pct(s.bindingAccuracy))  relation \(s.relationChecked > 0 ? pct(s.relationAccuracy) : "   –   ")  whole caption \(pct(s.wholeCaptionAccuracy))"
+        }
+        return [
+            "\(prompts) prompts × \(images / max(prompts, 1)) images",
+            row("one object", oneObject),
+            row("two objects", twoObjects),
+            String(format: "diversity: object centres spread %.1f px, sizes %.1f px (RMS across a prompt's images, 128-px canvas)", meanPositionSpread, meanSizeSpread),
+            String(format: "CLIP score: %.1f", clipScore),
+            String(format: "speed: %.2f s per prompt (%d images in one batch), %.2f s per image", secondsPerPrompt, images / max(prompts, 1), secondsPerImage),
+        ].joined(separator: "\n")
+    }
+}
+
+/// Generates images for ShapesWorld captions, parses them back and scores caption fidelity, diversity and CLIP score.
+public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEvaluationConfiguration,
+                          progress: ((Int, Int) -> Void)? = nil) throws -> ShapesEvaluationReport {
+    var report = ShapesEvaluationReport()
+    let world = ShapesWorld(seed: c.promptSeed)
+    var options = c.sampling
+    options.imagesPerPrompt = c.imagesPerPrompt
+    var noise = SeededNoise(seed: c.noiseSeed)
+    let parser = ShapesParser()
+    let hasCLIPImage = pipeline.directory.has("image_encoder")
+    let textEncoder = try pipeline.directory.loadTextEncoder()
+    let processorConfig = pipeline.directory.url.appendingPathComponent("feature_extractor/preprocessor_config.json")
+    let processor = FileManager.default.fileExists(atPath: processorConfig.path) ? try CLIPImageProcessor(configURL: processorConfig) : CLIPImageProcessor()
+    var spreads: [(Double, Double)] = []
+    var clipScores: [Double] = []
+    var gridImages: [RGBImage] = []
+    var seconds = 0.0
+    for p in 0..<c.promptCount {
+        let caption = world.scene(at: p).caption
+        let start = Date()
+        let batch = try pipeline.generate(prompts: [caption], options: options, noise: &noise)
+        seconds += Date().timeIntervalSince(start)
+        let images = UnCLIPPipeline.images(from: batch)
+        let expected = try CaptionParser.parse(caption)
+        for image in images {
+            let result = try CaptionCheck.evaluate(caption: caption, image: image, parser: parser)
+            if expected.objects.count == 1 { report.oneObject.add(result) } else { report.twoObjects.add(result) }
+        }
+        let diversity = try ShapesDiversity.measure(images, caption: caption, parser: parser)
+        if diversity.objects > 0 { spreads.append((diversity.positionSpread, diversity.sizeSpread)) }
+        if hasCLIPImage {
+            let imageEmbeds = try pipeline.imageEmbeddings(pixelValues: processor(images))
+            let textEmbeds = withNoGrad { textEncoder(pipeline.tokenizer([caption], padToLength: pipeline.tokenizer.modelMaxLength).ids).textEmbeds }
+            for i in 0..<images.count { clipScores.append(100 * cosine(textEmbeds, row: 0, imageEmbeds, row: i)) }
+        }
+        if gridImages.count < 16 { gridImages.append(contentsOf: images.prefix(4)) }
+        report.images += images.count
+        progress?(p + 1, c.promptCount)
+    }
+    report.prompts = c.promptCount
+    report.meanPositionSpread = spreads.isEmpty ? 0 : spreads.map(\.0).reduce(0, +) / Double(spreads.count)
+    report.meanSizeSpread = spreads.isEmpty ? 0 : spreads.map(\.1).reduce(0, +) / Double(spreads.count)
+    report.clipScore = clipScores.isEmpty ? 0 : clipScores.reduce(0, +) / Double(clipScores.count)
+    report.secondsPerPrompt = seconds / Double(max(c.promptCount, 1))
+    report.secondsPerImage = seconds / Double(max(report.images, 1))
+    if let url = c.gridURL, !gridImages.isEmpty {
+        try RGBImage.grid(gridImages, columns: min(4, gridImages.count), padding: 4).writePNG(to: url)
+    }
+    return report
+}
+
+private func cosine(_ a: Tensor, row i: Int, _ b: Tensor, row j: Int) -> Double {
+    let d = a.shape[1]
+    var dot = 0.0, na = 0.0, nb = 0.0
+    for k in 0..<d {
+        let x = Double(a.data[i * d + k]), y = Double(b.data[j * d + k])
+        dot += x * y; na += x * x; nb += y * y
+    }
+    return dot / max((na * nb).squareRoot(), 1e-12)
+}

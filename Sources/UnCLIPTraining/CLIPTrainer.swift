@@ -1,0 +1,337 @@
+import Foundation
+import UnCLIPNN
+import UnCLIPImage
+import UnCLIPModels
+
+/// Settings of the CLIP stage: a text and a vision transformer trained contrastively on (caption, image) pairs.
+///
+/// The text tower's hidden size equals the projection (embedding) size: unCLIP's prior and text_proj apply one
+/// `Linear(embedding_dim, …)` to both the text embedding and the text hidden states, as in Karlo (768 and 768).
+public struct CLIPTrainingConfiguration: Codable, Sendable {
+    /// Steps, batch and optimiser. CLIP's own recipe: AdamW β₂ 0.98, ε 1e-6, weight decay 0.1; contrastive
+    /// learning wants a large batch.
+    public var training = TrainingSchedule(steps: 3000, batchSize: 128, learningRate: 5e-4, minLearningRate: 1e-5,
+                                           warmupSteps: 200, weightDecay: 0.1, beta2: 0.98, adamEpsilon: 1e-6,
+                                           gradientClip: 1.0, emaDecay: 0.999, checkpointEvery: 250, seed: 1)
+    /// CLIP embedding size E (`projection_dim`), also the text tower's width.
+    public var embeddingDim = 128
+    public var textLayers = 4
+    public var textHeads = 4
+    public var textIntermediateSize = 512
+    /// Vision tower width, depth, heads and MLP size.
+    public var visionWidth = 128
+    public var visionLayers = 4
+    public var visionHeads = 4
+    public var visionIntermediateSize = 512
+    /// Image side the vision tower sees (the dataset's images are box-filtered down to it: 32 = the decoder's size).
+    public var imageSize = 32
+    /// Patch side: 4 gives 8 × 8 = 64 patches at 32 × 32.
+    public var patchSize = 4
+    /// Precision of the exported weights.
+    public var precision: WeightPrecision = .fp32
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case training, embeddingDim = "embedding_dim", textLayers = "text_layers", textHeads = "text_heads"
+        case textIntermediateSize = "text_intermediate_size", visionWidth = "vision_width", visionLayers = "vision_layers"
+        case visionHeads = "vision_heads", visionIntermediateSize = "vision_intermediate_size", imageSize = "image_size"
+        case patchSize = "patch_size", precision
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = CLIPTrainingConfiguration()
+        training = try c.decodeIfPresent(TrainingScheduleOverride.self, forKey: .training)?.applied(to: d.training) ?? d.training
+        embeddingDim = try c.decodeIfPresent(Int.self, forKey: .embeddingDim) ?? d.embeddingDim
+        textLayers = try c.decodeIfPresent(Int.self, forKey: .textLayers) ?? d.textLayers
+        textHeads = try c.decodeIfPresent(Int.self, forKey: .textHeads) ?? d.textHeads
+        textIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .textIntermediateSize) ?? d.textIntermediateSize
+        visionWidth = try c.decodeIfPresent(Int.self, forKey: .visionWidth) ?? d.visionWidth
+        visionLayers = try c.decodeIfPresent(Int.self, forKey: .visionLayers) ?? d.visionLayers
+        visionHeads = try c.decodeIfPresent(Int.self, forKey: .visionHeads) ?? d.visionHeads
+        visionIntermediateSize = try c.decodeIfPresent(Int.self, forKey: .visionIntermediateSize) ?? d.visionIntermediateSize
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
+        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
+        precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
+    }
+
+    /// CLIP's image normalisation (the released models' statistics, kept so the feature extractor is standard).
+    public static let imageMean: [Float] = [0.48145466, 0.4578275, 0.40821073]
+    public static let imageStd: [Float] = [0.26862954, 0.26130258, 0.27577711]
+
+    func validate() throws {
+        func check(_ ok: Bool, _ option: String, _ value: Int, _ rule: String) throws {
+            if !ok { throw TrainingError.invalidConfiguration(stage: "clip", option: option, value: "\(value)", rule: rule) }
+        }
+        try check(embeddingDim > 0 && embeddingDim % textHeads == 0, "embedding_dim", embeddingDim, "a positive multiple of text_heads")
+        try check(visionWidth > 0 && visionWidth % visionHeads == 0, "vision_width", visionWidth, "a positive multiple of vision_heads")
+        try check(patchSize > 0 && imageSize % patchSize == 0, "patch_size", patchSize, "a divisor of image_size (\(imageSize))")
+        try check(textLayers >= 1 && visionLayers >= 1, "text_layers/vision_layers", min(textLayers, visionLayers), "at least 1")
+        try training.validate(stage: "clip")
+    }
+
+    /// transformers' `CLIPTextConfig` for `text_encoder/config.json`.
+    ///
+    /// `eos_token_id` is the real EOS id, so transformers (and `CLIPTextModelWithProjection`) pool at the first EOS;
+    /// the legacy value 2 would select argmax pooling, which only works with OpenAI's vocabulary order.
+    func textConfig(tokenizer: CLIPTokenizer) -> [String: Any] {
+        [
+            "architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model",
+            "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "initializer_factor": 1.0,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-5, "torch_dtype": precision == .fp16 ? "float16" : "float32",
+            "transformers_version": ComponentWriter.transformersVersion,
+            "vocab_size": max(tokenizer.vocabulary.values.max() ?? 0, tokenizer.eosTokenID, tokenizer.bosTokenID) + 1,
+            "hidden_size": embeddingDim, "intermediate_size": textIntermediateSize, "num_hidden_layers": textLayers,
+            "num_attention_heads": textHeads, "max_position_embeddings": tokenizer.modelMaxLength, "projection_dim": embeddingDim,
+            "bos_token_id": tokenizer.bosTokenID, "eos_token_id": tokenizer.eosTokenID, "pad_token_id": tokenizer.padTokenID,
+        ]
+    }
+
+    /// transformers' `CLIPVisionConfig` for `image_encoder/config.json`.
+    func visionConfig() -> [String: Any] {
+        [
+            "architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model",
+            "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "initializer_factor": 1.0,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-5, "torch_dtype": precision == .fp16 ? "float16" : "float32",
+            "transformers_version": ComponentWriter.transformersVersion,
+            "hidden_size": visionWidth, "intermediate_size": visionIntermediateSize, "num_hidden_layers": visionLayers,
+            "num_attention_heads": visionHeads, "num_channels": 3, "image_size": imageSize, "patch_size": patchSize,
+            "projection_dim": embeddingDim,
+        ]
+    }
+
+    /// Trains CLIP on the dataset and writes `text_encoder/`, `image_encoder/` and `feature_extractor/` into `out`
+    /// (which must already hold `tokenizer/`). Checkpoints and the loss log go to `out/checkpoints/clip/`.
+    @discardableResult
+    public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
+                    progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
+        try validate()
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "clip") }
+        let tokenizer = try loadTrainedTokenizer(out, stage: "clip")
+        let textJSON = textConfig(tokenizer: tokenizer), visionJSON = visionConfig()
+        let model = CLIPContrastiveModel(
+            text: try CLIPTextModelWithProjection(ComponentWriter.decode(CLIPTextConfig.self, from: textJSON)),
+            vision: try CLIPVisionModelWithProjection(ComponentWriter.decode(CLIPVisionConfig.self, from: visionJSON)))
+        var initRNG = TrainingRandom.initialization(seed: training.seed)
+        model.initialize(using: &initRNG)
+
+        let loop = try TrainingLoop(stage: "clip", model: model, schedule: training,
+                                    folder: out.appendingPathComponent("checkpoints/clip"), configJSON: try jsonString(self))
+        try loop.restoreIfRequested(resume, progress: progress)
+        var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
+        let length = tokenizer.modelMaxLength
+        let outcome = try loop.run(progress: progress) { step in
+            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: "clip", progress: progress) {
+                try downsampled($0, to: imageSize)
+            }
+            guard images.count >= 2 else { return nil }
+            let pixels = normalizedPixels(images, mean: Self.imageMean, std: Self.imageStd)
+            return model.contrastiveLoss(pixels: pixels, ids: tokenizer(captions, padToLength: length).ids, captions: captions)
+        }
+        if outcome.exported {
+            try ComponentWriter.writeModel(model.text, config: textJSON, to: out.appendingPathComponent("text_encoder"),
+                                           transformers: true, precision: precision)
+            try ComponentWriter.writeModel(model.vision, config: visionJSON, to: out.appendingPathComponent("image_encoder"),
+                                           transformers: true, precision: precision)
+            try ComponentWriter.writeFeatureExtractor(size: imageSize, mean: Self.imageMean, std: Self.imageStd,
+                                                      to: out.appendingPathComponent("feature_extractor"))
+            try ComponentWriter.writeModelIndex(in: out)
+            progress(.message(stage: "clip", text: "wrote text_encoder, image_encoder and feature_extractor (EMA weights)"))
+        }
+        return outcome
+    }
+}
+
+/// The two CLIP towers and the learned temperature, trained together.
+final class CLIPContrastiveModel: Module {
+    let text: CLIPTextModelWithProjection
+    let vision: CLIPVisionModelWithProjection
+    /// ln of the logit scale; CLIP initialises it to ln(1/0.07).
+    let logit_scale: Tensor
+
+    init(text: CLIPTextModelWithProjection, vision: CLIPVisionModelWithProjection) {
+        self.text = text
+        self.vision = vision
+        logit_scale = Tensor(scalar: Float(Foundation.log(1 / 0.07)))
+    }
+
+    /// PyTorch default initialisation, then CLIP's for the embeddings (transformers `CLIPPreTrainedModel._init_weights`:
+    /// token embeddings N(0, 0.02²), positions N(0, 0.01²), the class embedding N(0, 1/width)).
+    func initialize(using rng: inout Philox) {
+        resetParameters(using: &rng)
+        withNoGrad {
+            for (key, t) in namedParameters() {
+                let scale: Float
+                if key.hasSuffix("token_embedding.weight") { scale = 0.02 }
+                else if key.hasSuffix("position_embedding.weight") { scale = 0.01 }
+                else if key.hasSuffix("class_embedding") {
+                    t.assign(Tensor.randn(t.shape, using: &rng) * (1 / Float(t.count).squareRoot()))
+                    continue
+                } else { continue }
+                t.assign(t * scale)
+            }
+        }
+        requiresGrad(true)
+    }
+
+    /// Symmetric contrastive cross-entropy over the batch with the learned temperature (exp clamped at 100).
+    ///
+    /// Targets are soft: a batch often holds several images with the same caption ("a red circle"), and every one of
+    /// them is a correct match, so each row's target spreads evenly over the entries sharing its caption. With
+    /// distinct captions this is CLIP's loss exactly.
+    func contrastiveLoss(pixels: Tensor, ids: [[Int]], captions: [String]) -> Tensor {
+        let b = captions.count
+        let image = l2Normalized(vision(pixels))               // [B, E]
+        let textEmbeds = l2Normalized(text(ids).textEmbeds)    // [B, E]
+        let scale = logit_scale.exp().clamped(min: 0, max: 100)
+        let logits = image.matmul(textEmbeds.transposed(0, 1)) * scale  // [B images, B texts]
+        var targets = [Float](repeating: 0, count: b * b)
+        for i in 0..<b {
+            let same = (0..<b).filter { captions[$0] == captions[i] }
+            for j in same { targets[i * b + j] = 1 / Float(same.count) }
+        }
+        let t = Tensor(shape: [b, b], targets)  // symmetric: caption equality is
+        let imageToText = -(t * logits.logSoftmax(axis: 1)).sum() / Float(b)
+        let textToImage = -(t * logits.logSoftmax(axis: 0)).sum() / Float(b)
+        return (imageToText + textToImage) * 0.5
+    }
+}
+
+/// Rows divided by their Euclidean norm.
+func l2Normalized(_ x: Tensor) -> Tensor {
+    x / ((x * x).sum(axes: [x.rank - 1], keepDims: true) + 1e-12).sqrt()
+}
+
+// MARK: - Shared data helpers
+
+/// The image box-filtered down to `size` × `size` (the ShapesWorld rule for lower resolutions).
+func downsampled(_ image: RGBImage, to size: Int) throws -> RGBImage {
+    if image.width == size && image.height == size { return image }
+    guard image.width == image.height, image.width % size == 0 else {
+        throw TrainingError.invalidConfiguration(stage: "data", option: "image size", value: "\(image.width)x\(image.height)",
+                                                 rule: "a square whose side is a multiple of \(size)")
+    }
+    return try image.boxDownsampled(factor: image.width / size)
+}
+
+/// Images → [N, 3, S, S] with (x/255 − mean)/std per channel (transformers' CLIPImageProcessor normalisation).
+func normalizedPixels(_ images: [RGBImage], mean: [Float], std: [Float]) -> Tensor {
+    let s = images[0].width, plane = s * s
+    let out = Tensor(uninitializedShape: [images.count, 3, s, s])
+    let dst = out.data
+    for (n, image) in images.enumerated() {
+        image.pixels.withUnsafeBufferPointer { src in
+            for c in 0..<3 {
+                let base = dst + (n * 3 + c) * plane
+                for i in 0..<plane { base[i] = (Float(src[3 * i + c]) / 255 - mean[c]) / std[c] }
+            }
+        }
+    }
+    return out
+}
+
+/// The trained tokenizer in `out/tokenizer`, or an error saying to train it first.
+func loadTrainedTokenizer(_ out: URL, stage: String) throws -> CLIPTokenizer {
+    let folder = out.appendingPathComponent("tokenizer")
+    guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("vocab.json").path) else {
+        throw TrainingError.missingPrerequisite(stage: stage, path: folder.path, hint: "train the tokenizer first: `unclip train tokenizer`")
+    }
+    return try CLIPTokenizer(directory: folder)
+}
+
+/// A value as compact JSON with sorted keys (the configuration stored in checkpoints).
+func jsonString(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+/// A partial `TrainingSchedule` from JSON: only the keys present override the stage's defaults.
+struct TrainingScheduleOverride: Decodable {
+    let values: [String: JSONScalar]
+
+    enum JSONScalar: Decodable {
+        case number(Double), string(String)
+        init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let d = try? c.decode(Double.self) { self = .number(d) } else { self = .string(try c.decode(String.self)) }
+        }
+    }
+
+    init(from decoder: Decoder) throws { values = try decoder.singleValueContainer().decode([String: JSONScalar].self) }
+
+    /// `defaults` with the present keys replaced (decoded by `TrainingSchedule`'s own keys, so typos are reported).
+    func applied(to defaults: TrainingSchedule) throws -> TrainingSchedule {
+        var merged = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults)) as! [String: Any]
+        let known = Set(merged.keys)
+        for (key, value) in values {
+            guard known.contains(key) else {
+                throw TrainingError.invalidConfiguration(stage: "configuration", option: "training.\(key)", value: "",
+                                                         rule: "one of \(known.sorted().joined(separator: ", "))")
+            }
+            switch value {
+            case .number(let d): merged[key] = d
+            case .string(let s): merged[key] = s
+            }
+        }
+        return try JSONDecoder().decode(TrainingSchedule.self, from: JSONSerialization.data(withJSONObject: merged))
+    }
+}
+
+/// The frozen, trained CLIP that the prior and decoder stages condition on, loaded from `out`.
+final class FrozenCLIP {
+    let tokenizer: CLIPTokenizer
+    let text: CLIPTextModelWithProjection
+    let vision: CLIPVisionModelWithProjection
+    let imageSize: Int
+    let mean: [Float], std: [Float]
+    /// The empty caption's encoding: what the pipelines use for the unconditional branch.
+    let empty: (embeds: Tensor, hidden: Tensor, mask: [Int])
+
+    init(out: URL, stage: String) throws {
+        for component in ["tokenizer", "text_encoder", "image_encoder", "feature_extractor"] {
+            let path = out.appendingPathComponent(component).path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw TrainingError.missingPrerequisite(stage: stage, path: path, hint: "train CLIP first: `unclip train clip`")
+            }
+        }
+        let directory = try PipelineDirectory(out)
+        let tokenizer = try directory.loadTokenizer(), text = try directory.loadTextEncoder()
+        self.tokenizer = tokenizer
+        self.text = text
+        vision = try directory.loadImageEncoder()
+        text.requiresGrad(false)
+        vision.requiresGrad(false)
+        let processor = try CLIPImageProcessor(configURL: try directory.file("feature_extractor", "preprocessor_config.json"))
+        imageSize = vision.config.imageSize
+        mean = processor.mean
+        std = processor.std
+        let e = tokenizer([""], padToLength: tokenizer.modelMaxLength)
+        let out = withNoGrad { text(e.ids) }
+        empty = (out.textEmbeds, out.lastHiddenState, e.mask[0])
+    }
+
+    /// Text embeddings [B, E], hidden states [B, L, E] and masks of `captions`; rows with `dropped[i]` get the empty
+    /// caption's encoding instead (caption dropout for classifier-free guidance).
+    func encode(_ captions: [String], dropped: [Bool]) -> (embeds: Tensor, hidden: Tensor, mask: [[Int]]) {
+        let batch = tokenizer(captions, padToLength: tokenizer.modelMaxLength)
+        let out = withNoGrad { text(batch.ids) }
+        guard dropped.contains(true) else { return (out.textEmbeds, out.lastHiddenState, batch.mask) }
+        let b = captions.count
+        // Gather from [real rows; the empty row]: row b is the empty caption.
+        let rows = (0..<b).map { dropped[$0] ? b : $0 }
+        func pick(_ t: Tensor, _ e: Tensor) -> Tensor {
+            let inner = Array(t.shape.dropFirst())
+            let all = Tensor.concat([t.reshaped([b, -1]), e.reshaped([1, -1])], axis: 0)
+            return all.gatherRows(rows).reshaped([b] + inner)
+        }
+        let mask = (0..<b).map { dropped[$0] ? empty.mask : batch.mask[$0] }
+        return (pick(out.textEmbeds, empty.embeds), pick(out.lastHiddenState, empty.hidden), mask)
+    }
+
+    /// Raw CLIP image embeddings [B, E] (not L2-normalised, as unCLIP uses them) of images at the CLIP resolution.
+    func imageEmbeddings(_ images: [RGBImage]) -> Tensor {
+        withNoGrad { vision(normalizedPixels(images, mean: mean, std: std)) }
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// Settings of a full from-scratch run: the data and every stage's configuration.
+public struct TrainAllConfiguration: Codable, Sendable {
+    /// The ShapesWorld scenes trained on when no dataset is given: seed and number of scenes.
+    public var shapesWorldSeed: UInt64 = 0
+    public var shapesWorldCount = 100_000
+    public var tokenizer = TokenizerTrainingConfiguration()
+    public var clip = CLIPTrainingConfiguration()
+    public var prior = PriorTrainingConfiguration()
+    public var decoder = DecoderTrainingConfiguration()
+    public var superRes = SuperResTrainingConfiguration()
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
+        case tokenizer, clip, prior, decoder, superRes = "superres"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainAllConfiguration()
+        shapesWorldSeed = try c.decodeIfPresent(UInt64.self, forKey: .shapesWorldSeed) ?? d.shapesWorldSeed
+        shapesWorldCount = try c.decodeIfPresent(Int.self, forKey: .shapesWorldCount) ?? d.shapesWorldCount
+        tokenizer = try c.decodeIfPresent(TokenizerTrainingConfiguration.self, forKey: .tokenizer) ?? d.tokenizer
+        clip = try c.decodeIfPresent(CLIPTrainingConfiguration.self, forKey: .clip) ?? d.clip
+        prior = try c.decodeIfPresent(PriorTrainingConfiguration.self, forKey: .prior) ?? d.prior
+        self.decoder = try c.decodeIfPresent(DecoderTrainingConfiguration.self, forKey: .decoder) ?? d.decoder
+        superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes) ?? d.superRes
+    }
+
+    /// Tiny models and a few steps per stage: a pipeline that runs end to end in well under a minute (for smoke
+    /// tests of the whole path, not for pictures).
+    public static var smokeTest: TrainAllConfiguration {
+        var c = TrainAllConfiguration()
+        c.shapesWorldCount = 64
+        c.tokenizer.maxCaptions = 64
+        c.clip.embeddingDim = 32; c.clip.textLayers = 1; c.clip.textHeads = 2; c.clip.textIntermediateSize = 64
+        c.clip.visionWidth = 32; c.clip.visionLayers = 1; c.clip.visionHeads = 2; c.clip.visionIntermediateSize = 64
+        c.clip.patchSize = 8
+        c.prior.heads = 2; c.prior.headDim = 16; c.prior.layers = 1; c.prior.statisticsSamples = 16; c.prior.timestepGroups = 2
+        c.decoder.blockOutChannels = [32, 32]; c.decoder.attentionHeadDim = 16; c.decoder.crossAttentionDim = 32
+        c.decoder.timestepGroups = 2
+        c.superRes.blockOutChannels = [32, 32]; c.superRes.cropSize = 32; c.superRes.timestepGroups = 2
+        for stage in [\TrainAllConfiguration.clip.training, \.prior.training, \.decoder.training, \.superRes.training] {
+            c[keyPath: stage].steps = 2
+            c[keyPath: stage].batchSize = 4
+            c[keyPath: stage].warmupSteps = 1
+            c[keyPath: stage].checkpointEvery = 2
+        }
+        return c
+    }
+}
+
+/// Trains every stage in order on ShapesWorld (`configuration.shapesWorldSeed`, `.shapesWorldCount`) and leaves a
+/// complete diffusers-layout pipeline directory in `out`; see `trainAll(dataset:out:configuration:resume:progress:)`.
+@discardableResult
+public func trainAll(out: URL, configuration: TrainAllConfiguration = TrainAllConfiguration(), resume: Bool = false,
+                     progress: (TrainingEvent) -> Void = { _ in }) throws -> [TrainingOutcome] {
+    let dataset = try ShapesWorldDataset(seed: configuration.shapesWorldSeed, count: configuration.shapesWorldCount)
+    return try trainAll(dataset: dataset, out: out, configuration: configuration, resume: resume, progress: progress)
+}
+
+/// Trains every stage in order: tokenizer, CLIP, prior, decoder, super-resolution, each on the frozen results of
+/// the ones before, and leaves a complete diffusers-layout pipeline directory (with `model_index.json`) in `out`.
+///
+/// With `resume`, a stage whose checkpoint shows it finished is not trained again (its components are rewritten
+/// from the checkpoint's EMA weights), an unfinished one continues from its checkpoint, and an existing tokenizer
+/// is kept. Ctrl-C (after `TrainingInterrupt.install()`) checkpoints the running stage and returns early; the
+/// outcomes say where it stopped.
+@discardableResult
+public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuration: TrainAllConfiguration = TrainAllConfiguration(),
+                     resume: Bool = false, progress: (TrainingEvent) -> Void = { _ in }) throws -> [TrainingOutcome] {
+    do { try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true) } catch {
+        throw TrainingError.io(path: out.path, reason: "cannot create the output folder (\(error.localizedDescription))")
+    }
+    if !(resume && FileManager.default.fileExists(atPath: out.appendingPathComponent("tokenizer/vocab.json").path)) {
+        try configuration.tokenizer.run(dataset: dataset, out: out, progress: progress)
+    }
+    var outcomes: [TrainingOutcome] = []
+    for name in ["clip", "prior", "decoder", "superres"] {
+        progress(.message(stage: name, text: "training \(name)"))
+        let outcome: TrainingOutcome
+        switch name {
+        case "clip": outcome = try configuration.clip.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case "prior": outcome = try configuration.prior.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case "decoder": outcome = try configuration.decoder.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        default: outcome = try configuration.superRes.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        }
+        outcomes.append(outcome)
+        if !outcome.exported { return outcomes }
+    }
+    try ComponentWriter.writeModelIndex(in: out)
+    return outcomes
+}

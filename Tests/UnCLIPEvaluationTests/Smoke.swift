@@ -1,0 +1,6 @@
+import XCTest
+@testable import UnCLIPEvaluation
+
+final class UnCLIPEvaluationSmokeTests: XCTestCase {
+    func testBuilds() {}
+}

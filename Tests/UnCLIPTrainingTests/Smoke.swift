@@ -1,0 +1,6 @@
+import XCTest
+@testable import UnCLIPTraining
+
+final class UnCLIPTrainingSmokeTests: XCTestCase {
+    func testBuilds() {}
+}

@@ -1,0 +1,326 @@
+import Foundation
+import UnCLIPModels
+import XCTest
+@testable import UnCLIPTraining
+
+/// A dataset whose listed entries fail, to check that bad data is reported and skipped.
+private struct FlakyDataset: CaptionedImageDataset {
+    let base: ShapesWorldDataset
+    let failing: Set<Int>
+    var count: Int { base.count }
+    func sample(_ index: Int) throws -> CaptionedImage {
+        if failing.contains(index) { throw DatasetError.unreadableImage(file: "entry-\(index).png", reason: "corrupt test entry") }
+        return try base.sample(index)
+    }
+}
+
+final class TrainerTests: XCTestCase {
+    private static let world = try! ShapesWorldDataset(seed: 7, count: 64)
+
+    private func temporaryDirectory(_ name: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-train-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// A folder holding a trained tokenizer and a tiny CLIP (shared by the prior and decoder tests).
+    private static let clipFolder: URL = {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-train-clip-\(UUID().uuidString)")
+        var c = TrainAllConfiguration.smokeTest
+        try! c.tokenizer.run(dataset: world, out: url)
+        c.clip.training.steps = 3
+        try! c.clip.run(dataset: world, out: url)
+        return url
+    }()
+
+    private func copyOfCLIPFolder(_ name: String) throws -> URL {
+        let url = try temporaryDirectory(name)
+        for component in ["tokenizer", "text_encoder", "image_encoder", "feature_extractor", "model_index.json"] {
+            try FileManager.default.copyItem(at: Self.clipFolder.appendingPathComponent(component), to: url.appendingPathComponent(component))
+        }
+        return url
+    }
+
+    /// Losses from a stage's JSONL log.
+    private func losses(_ out: URL, stage: String) throws -> [Float] {
+        let text = try String(contentsOf: out.appendingPathComponent("checkpoints/\(stage)/loss.jsonl"), encoding: .utf8)
+        return try text.split(separator: "\n").map { line in
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            return (object["loss"] as! NSNumber).floatValue
+        }
+    }
+
+    /// The first loss against the mean of the last four: training on a tiny fixed set must bring it down clearly.
+    private func assertLossFalls(_ values: [Float], by factor: Float, file: StaticString = #filePath, line: UInt = #line) {
+        let tail = values.suffix(4).reduce(0, +) / 4
+        XCTAssert(tail < values[0] * factor, "loss did not fall: first \(values[0]), last four \(values.suffix(4))", file: file, line: line)
+    }
+
+    /// Schedules that overfit 8 fixed samples quickly.
+    private func overfit(_ schedule: inout TrainingSchedule, steps: Int, lr: Float) {
+        schedule.steps = steps
+        schedule.batchSize = 8
+        schedule.learningRate = lr
+        schedule.minLearningRate = lr
+        schedule.warmupSteps = 0
+        schedule.checkpointEvery = steps
+    }
+
+    private var eight: ShapesWorldDataset { try! ShapesWorldDataset(seed: 3, count: 8) }
+
+    // MARK: Tokenizer
+
+    func testBPEOutputLoadsInCLIPTokenizerAndRoundTrips() throws {
+        let out = try temporaryDirectory("bpe")
+        let vocabulary = try TrainAllConfiguration.smokeTest.tokenizer.run(dataset: Self.world, out: out)
+        let tokenizer = try CLIPTokenizer(directory: out.appendingPathComponent("tokenizer"))
+        XCTAssertEqual(tokenizer.modelMaxLength, 24)
+        XCTAssertEqual(tokenizer.bosTokenID, vocabulary.tokens.count - 2)
+        XCTAssertEqual(tokenizer.eosTokenID, vocabulary.tokens.count - 1)
+        XCTAssertEqual(tokenizer.vocabulary["!"], 0, "CLIP's layout starts with the byte symbols in bytes_to_unicode order")
+        XCTAssertEqual(tokenizer.vocabulary["!</w>"], 256)
+        for i in 0..<Self.world.count {
+            let caption = try Self.world.scene(i).caption
+            let ids = tokenizer.encode(caption)
+            XCTAssertEqual(ids.first, tokenizer.bosTokenID)
+            XCTAssertEqual(ids.last, tokenizer.eosTokenID)
+            XCTAssertLessThanOrEqual(ids.count, 24)
+            XCTAssertEqual(tokenizer.decode(ids), caption)
+        }
+        // Frequent words become single tokens.
+        XCTAssertEqual(tokenizer.tokenize("a"), [tokenizer.vocabulary["a</w>"]!])
+        XCTAssertEqual(tokenizer.decode(tokenizer.tokenize("an unseen zebra")), "an unseen zebra")
+        // The pad token is EOS, so padding leaves the pooled EOS position alone.
+        XCTAssertEqual(tokenizer(["a"], padToLength: 24).ids[0].last, tokenizer.eosTokenID)
+    }
+
+    // MARK: Losses fall
+
+    func testCLIPLossFalls() throws {
+        let out = try temporaryDirectory("clip")
+        var c = TrainAllConfiguration.smokeTest
+        try c.tokenizer.run(dataset: eight, out: out)
+        overfit(&c.clip.training, steps: 30, lr: 2e-3)
+        let outcome = try c.clip.run(dataset: eight, out: out)
+        XCTAssertTrue(outcome.exported)
+        assertLossFalls(try losses(out, stage: "clip"), by: 0.7)
+        let directory = try PipelineDirectory(out)
+        let text = try directory.loadTextEncoder()
+        XCTAssertEqual(text.config.eosTokenId, try directory.loadTokenizer().eosTokenID)
+        XCTAssertEqual(try directory.loadImageEncoder().config.imageSize, 32)
+        let processor = try CLIPImageProcessor(configURL: out.appendingPathComponent("feature_extractor/preprocessor_config.json"))
+        XCTAssertEqual(processor.cropWidth, 32)
+    }
+
+    func testPriorLossFalls() throws {
+        let out = try copyOfCLIPFolder("prior")
+        var c = TrainAllConfiguration.smokeTest.prior
+        overfit(&c.training, steps: 30, lr: 2e-3)
+        c.timestepGroups = 8
+        c.captionDropout = 0
+        XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
+        assertLossFalls(try losses(out, stage: "prior"), by: 0.6)
+        let prior = try PipelineDirectory(out).loadPrior()
+        XCTAssertEqual(prior.config.numEmbeddings, 24)
+        XCTAssertTrue(prior.clip_std.toArray().allSatisfy { $0 > 0 }, "clip_std must come from the data")
+        let scheduler = try PipelineDirectory(out).loadScheduler("prior_scheduler")
+        XCTAssertEqual(scheduler.config.predictionType, .sample)
+        XCTAssertEqual(scheduler.config.clipSampleRange, 5)
+    }
+
+    func testDecoderLossFalls() throws {
+        let out = try copyOfCLIPFolder("decoder")
+        var c = TrainAllConfiguration.smokeTest.decoder
+        overfit(&c.training, steps: 20, lr: 2e-3)
+        c.timestepGroups = 4
+        XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
+        assertLossFalls(try losses(out, stage: "decoder"), by: 0.7)
+        let directory = try PipelineDirectory(out)
+        XCTAssertEqual(try directory.loadDecoder().config.outChannels, 3)
+        _ = try directory.loadTextProj()
+        XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .fixedSmallLog)
+    }
+
+    func testSuperResLossFalls() throws {
+        let out = try temporaryDirectory("superres")
+        var c = TrainAllConfiguration.smokeTest.superRes
+        overfit(&c.training, steps: 20, lr: 2e-3)
+        c.timestepGroups = 4
+        XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
+        assertLossFalls(try losses(out, stage: "superres"), by: 0.7)
+        let directory = try PipelineDirectory(out)
+        let first = try directory.loadSuperRes("super_res_first"), last = try directory.loadSuperRes("super_res_last")
+        XCTAssertEqual(first.config.sampleSize, 128)
+        XCTAssertEqual(first.stateDict()["conv_out.weight"]!.toArray(), last.stateDict()["conv_out.weight"]!.toArray())
+    }
+
+    // MARK: Checkpoints
+
+    /// Every tensor of a safetensors file, as bit patterns.
+    private func bits(_ url: URL) throws -> [String: [UInt32]] {
+        let file = try SafeTensorsFile(contentsOf: url)
+        var out: [String: [UInt32]] = [:]
+        for name in file.names { out[name] = try file.tensor(name).toArray().map(\.bitPattern) }
+        return out
+    }
+
+    func testInterruptAndResumeIsBitIdenticalToAnUninterruptedRun() throws {
+        var c = TrainAllConfiguration.smokeTest.superRes
+        c.training.steps = 6
+        c.training.checkpointEvery = 4  // the interruption at step 3 must write its own checkpoint
+        c.training.warmupSteps = 2
+
+        let straight = try temporaryDirectory("straight")
+        XCTAssertTrue(try c.run(dataset: Self.world, out: straight).exported)
+
+        let resumed = try temporaryDirectory("resumed")
+        TrainingInterrupt.reset()
+        defer { TrainingInterrupt.reset() }
+        var checkpoints: [Int] = []
+        let first = try c.run(dataset: Self.world, out: resumed) { event in
+            if case .step(let p) = event, p.step == 3 { TrainingInterrupt.request() }  // as Ctrl-C would
+            if case .checkpoint(_, let step, _) = event { checkpoints.append(step) }
+        }
+        XCTAssertTrue(first.interrupted)
+        XCTAssertEqual(first.completedSteps, 3)
+        XCTAssertEqual(checkpoints, [3])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("super_res_first").path))
+        XCTAssertEqual(try Checkpoint.state(of: resumed.appendingPathComponent("checkpoints/superres/checkpoint.safetensors")).step, 3)
+
+        TrainingInterrupt.reset()
+        let second = try c.run(dataset: Self.world, out: resumed, resume: true)
+        XCTAssertEqual(second.completedSteps, 6)
+        XCTAssertTrue(second.exported)
+
+        let weights = "super_res_first/diffusion_pytorch_model.safetensors"
+        XCTAssertEqual(try bits(straight.appendingPathComponent(weights)), try bits(resumed.appendingPathComponent(weights)))
+        let checkpoint = "checkpoints/superres/checkpoint.safetensors"
+        XCTAssertEqual(try bits(straight.appendingPathComponent(checkpoint)), try bits(resumed.appendingPathComponent(checkpoint)),
+                       "live weights, EMA and AdamW state must all match")
+        // The log has one line per step, without duplicates from the interrupted session.
+        XCTAssertEqual(try losses(resumed, stage: "superres").count, 6)
+        XCTAssertEqual(try losses(straight, stage: "superres"), try losses(resumed, stage: "superres"))
+    }
+
+    func testSIGINTSetsTheStopFlag() throws {
+        TrainingInterrupt.install()
+        defer { TrainingInterrupt.reset(); TrainingInterrupt.install() }
+        XCTAssertFalse(TrainingInterrupt.isRequested)
+        raise(SIGINT)  // the handler only sets the flag; the process survives
+        XCTAssertTrue(TrainingInterrupt.isRequested)
+    }
+
+    func testBadSamplesAreReportedAndSkipped() throws {
+        let out = try temporaryDirectory("flaky")
+        var c = TrainAllConfiguration.smokeTest.superRes
+        c.training.steps = 2
+        let dataset = FlakyDataset(base: try ShapesWorldDataset(seed: 1, count: 6), failing: [0, 1, 2])
+        var skipped: [String] = []
+        let outcome = try c.run(dataset: dataset, out: out) { event in
+            if case .skippedSample(_, let index, let message) = event {
+                XCTAssertTrue((0..<3).contains(index))
+                skipped.append(message)
+            }
+        }
+        XCTAssertTrue(outcome.exported)
+        XCTAssertFalse(skipped.isEmpty)
+        XCTAssertTrue(skipped.allSatisfy { $0.contains("corrupt test entry") && $0.contains("entry-") }, "\(skipped)")
+    }
+
+    func testHalfPrecisionExportLoads() throws {
+        let out = try temporaryDirectory("fp16")
+        var c = TrainAllConfiguration.smokeTest.superRes
+        c.training.steps = 1
+        c.precision = .fp16
+        XCTAssertTrue(try c.run(dataset: Self.world, out: out).exported)
+        let file = try SafeTensorsFile(contentsOf: out.appendingPathComponent("super_res_first/diffusion_pytorch_model.safetensors"))
+        XCTAssertEqual(file.info("conv_out.weight")?.dtype, .f16)
+        let unet = try PipelineDirectory(out).loadSuperRes("super_res_first")
+        let full = try SafeTensorsFile(contentsOf: out.appendingPathComponent("checkpoints/superres/checkpoint.safetensors"))
+        let ema = try full.tensor("ema.conv_out.weight").toArray(), loaded = unet.stateDict()["conv_out.weight"]!.toArray()
+        XCTAssertEqual(loaded, ema.map { Float(Float16($0)) }, "the exported weights are the EMA weights, rounded to fp16")
+    }
+
+    func testPartialConfigurationJSONKeepsStageDefaults() throws {
+        let json = #"{"decoder": {"training": {"steps": 7}, "caption_dropout": 0.25}, "superres": {"crop_size": 32}}"#
+        let c = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(json.utf8))
+        XCTAssertEqual(c.decoder.training.steps, 7)
+        XCTAssertEqual(c.decoder.training.batchSize, DecoderTrainingConfiguration().training.batchSize)
+        XCTAssertEqual(c.decoder.captionDropout, 0.25)
+        XCTAssertEqual(c.decoder.imageEmbeddingDropout, 0.1)
+        XCTAssertEqual(c.superRes.cropSize, 32)
+        XCTAssertEqual(c.clip.training, CLIPTrainingConfiguration().training)
+        let bad = #"{"prior": {"training": {"stepz": 7}}}"#
+        XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(bad.utf8)))
+        // Round trip.
+        let again = try JSONDecoder().decode(TrainAllConfiguration.self, from: JSONEncoder().encode(c))
+        XCTAssertEqual(again.decoder.training, c.decoder.training)
+    }
+
+    // MARK: End to end
+
+    func testTrainAllMakesAPipelineThatGenerates() throws {
+        let out = try temporaryDirectory("all")
+        var events = 0
+        let outcomes = try trainAll(dataset: Self.world, out: out, configuration: .smokeTest) { _ in events += 1 }
+        XCTAssertEqual(outcomes.map(\.stage), ["clip", "prior", "decoder", "superres"])
+        XCTAssertTrue(outcomes.allSatisfy(\.exported))
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("model_index.json"))) as! [String: Any]
+        XCTAssertEqual(index["_class_name"] as? String, "UnCLIPPipeline")
+        XCTAssertEqual(index["text_proj"] as? [String], ["unclip", "UnCLIPTextProjModel"])
+
+        let pipeline = try UnCLIPPipeline(directory: out)
+        var options = SamplingOptions()
+        options.priorSteps = 2; options.decoderSteps = 2; options.superResSteps = 2
+        var noise = SeededNoise(seed: 1)
+        let image = try pipeline.generate(prompts: ["a red circle"], options: options, noise: &noise)  // guidance on
+        XCTAssertEqual(image.shape, [1, 128, 128, 3])
+        XCTAssertTrue(image.toArray().allSatisfy { $0.isFinite && $0 >= 0 && $0 <= 1 })
+        // The image-variation path uses image_encoder + feature_extractor.
+        let processor = try CLIPImageProcessor(configURL: out.appendingPathComponent("feature_extractor/preprocessor_config.json"))
+        let embeds = try pipeline.imageEmbeddings(pixelValues: processor([try Self.world.sample(0).image]))
+        XCTAssertEqual(embeds.shape, [1, 32])
+
+        // Resuming a finished run trains nothing and leaves a loadable pipeline.
+        let again = try trainAll(dataset: Self.world, out: out, configuration: .smokeTest, resume: true)
+        XCTAssertTrue(again.allSatisfy { $0.exported && $0.completedSteps == 2 })
+        _ = try UnCLIPPipeline(directory: out)
+    }
+
+    // MARK: Throughput (opt-in)
+
+    /// Steps per second of every stage at its default configuration (a few steps each, data loading included).
+    /// Opt-in, as it takes a few minutes: `UNCLIP_TRAIN_BENCH=1 swift test --filter TrainerTests.testDefaultThroughput`.
+    func testDefaultThroughput() throws {
+        guard ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH"] != nil else { throw XCTSkip("set UNCLIP_TRAIN_BENCH=1") }
+        let out = try temporaryDirectory("bench")
+        let data = try ShapesWorldDataset(seed: 0, count: 4096)
+        var c = TrainAllConfiguration()
+        try c.tokenizer.run(dataset: data, out: out)
+        let steps = Int(ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH_STEPS"] ?? "") ?? 5
+        for stage in [\TrainAllConfiguration.clip.training, \.prior.training, \.decoder.training, \.superRes.training] {
+            c[keyPath: stage].steps = steps
+            c[keyPath: stage].warmupSteps = 0
+        }
+        c.prior.statisticsSamples = 256
+        let t0 = Date()
+        for i in 0..<64 { _ = try data.sample(i) }
+        print(String(format: "THROUGHPUT data: %.1f ms per 128x128 sample", Date().timeIntervalSince(t0) * 1000 / 64))
+        if ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH_DATA_ONLY"] != nil { return }
+        func measure(_ name: String, _ run: ((TrainingEvent) -> Void) throws -> TrainingOutcome) rethrows {
+            var times: [Date] = []
+            _ = try run { event in if case .step = event { times.append(Date()) } }
+            // From the end of the first step (warm-up of caches and oneDNN primitives) to the end of the last.
+            let rate = Double(times.count - 1) / times.last!.timeIntervalSince(times[0])
+            print(String(format: "THROUGHPUT %@: %.3f steps/s (%.2f s/step)", name, rate, 1 / rate))
+        }
+        if let only = ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH_ONLY"], only == "superres" {
+            return try measure("superres") { try c.superRes.run(dataset: data, out: out, progress: $0) }
+        }
+        try measure("clip") { try c.clip.run(dataset: data, out: out, progress: $0) }
+        try measure("prior") { try c.prior.run(dataset: data, out: out, progress: $0) }
+        try measure("decoder") { try c.decoder.run(dataset: data, out: out, progress: $0) }
+        try measure("superres") { try c.superRes.run(dataset: data, out: out, progress: $0) }
+    }
+}
