@@ -30,8 +30,6 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     public var imageEmbeddingDropout: Float = 0.1
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
-    /// See `PriorTrainingConfiguration.timestepGroups`.
-    public var timestepGroups = 4
     public var precision: WeightPrecision = .fp32
 
     public init() {}
@@ -41,7 +39,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         case attentionHeadDim = "attention_head_dim", crossAttentionDim = "cross_attention_dim"
         case extraContextTokens = "extra_context_tokens", normGroups = "norm_groups"
         case imageEmbeddingDropout = "image_embedding_dropout", captionDropout = "caption_dropout"
-        case timestepGroups = "timestep_groups", precision
+        case precision
     }
 
     public init(from decoder: Decoder) throws {
@@ -56,7 +54,6 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         normGroups = try c.decodeIfPresent(Int.self, forKey: .normGroups) ?? d.normGroups
         imageEmbeddingDropout = try c.decodeIfPresent(Float.self, forKey: .imageEmbeddingDropout) ?? d.imageEmbeddingDropout
         captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout
-        timestepGroups = try c.decodeIfPresent(Int.self, forKey: .timestepGroups) ?? d.timestepGroups
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
     }
 
@@ -72,7 +69,6 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         try check(layersPerBlock >= 1, "layers_per_block", layersPerBlock, "at least 1")
         try check((0...1).contains(imageEmbeddingDropout), "image_embedding_dropout", imageEmbeddingDropout, "in [0, 1]")
         try check((0...1).contains(captionDropout), "caption_dropout", captionDropout, "in [0, 1]")
-        try check(timestepGroups >= 1, "timestep_groups", timestepGroups, "at least 1")
     }
 
     /// diffusers' `UNet2DConditionModel` config for `decoder/config.json` (Karlo's block types at this size).
@@ -167,12 +163,11 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
-            return groupedDiffusionLoss(batch: b, groups: timestepGroups, scheduler: scheduler, rng: &timeRNG) { range, t, a, s in
-                let eps = noise.sliced(axis: 0, range)
-                let xt = withNoGrad { x0.sliced(axis: 0, range) * a + eps * s }
-                let prediction = model.decoder(xt, timestep: t, encoderHiddenStates: context.sliced(axis: 0, range),
-                                               classLabels: additiveTime.sliced(axis: 0, range), attentionMask: Array(mask[range]))
-                return (prediction, eps)
+            return diffusionLoss(batch: b, scheduler: scheduler, rng: &timeRNG) { t, a, s in
+                let xt = withNoGrad { x0 * a.perSample(rank: 4) + noise * s.perSample(rank: 4) }
+                let prediction = model.decoder(xt, timesteps: t, encoderHiddenStates: context, classLabels: additiveTime,
+                                               attentionMask: mask)
+                return (prediction, noise)
             }
         }
         if outcome.exported {

@@ -15,10 +15,6 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     public var layers = 4
     /// Probability of replacing a caption's conditioning by the empty caption's (classifier-free guidance).
     public var captionDropout: Float = 0.1
-    /// The batch is split into this many groups, each with its own diffusion timestep: the models take one timestep
-    /// per call, so per-group timesteps trade a little speed for lower-variance gradients. Groups need not be equal
-    /// (sizes differ by at most one).
-    public var timestepGroups = 8
     /// Entries used to estimate clip_mean / clip_std (evenly spaced over the dataset).
     public var statisticsSamples = 2048
     /// The prior scheduler's clamp of the predicted x₀ (diffusers' Karlo value 5).
@@ -29,7 +25,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case training, heads, headDim = "head_dim", layers, captionDropout = "caption_dropout"
-        case timestepGroups = "timestep_groups", statisticsSamples = "statistics_samples"
+        case statisticsSamples = "statistics_samples"
         case clipSampleRange = "clip_sample_range", precision
     }
 
@@ -41,7 +37,6 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         headDim = try c.decodeIfPresent(Int.self, forKey: .headDim) ?? d.headDim
         layers = try c.decodeIfPresent(Int.self, forKey: .layers) ?? d.layers
         captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout
-        timestepGroups = try c.decodeIfPresent(Int.self, forKey: .timestepGroups) ?? d.timestepGroups
         statisticsSamples = try c.decodeIfPresent(Int.self, forKey: .statisticsSamples) ?? d.statisticsSamples
         clipSampleRange = try c.decodeIfPresent(Double.self, forKey: .clipSampleRange) ?? d.clipSampleRange
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
@@ -54,7 +49,6 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         }
         try check(heads >= 1 && headDim >= 1 && layers >= 1, "heads/head_dim/layers", "\(heads)/\(headDim)/\(layers)", "all at least 1")
         try check(captionDropout >= 0 && captionDropout <= 1, "caption_dropout", captionDropout, "in [0, 1]")
-        try check(timestepGroups >= 1, "timestep_groups", timestepGroups, "at least 1")
         try check(statisticsSamples >= 2, "statistics_samples", statisticsSamples, "at least 2")
     }
 
@@ -121,12 +115,11 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
-            return groupedDiffusionLoss(batch: b, groups: timestepGroups, scheduler: scheduler, rng: &timeRNG) { range, t, a, s in
-                let xt = withNoGrad { x0.sliced(axis: 0, range) * a + noise.sliced(axis: 0, range) * s }
-                let prediction = prior(xt, timestep: t, projEmbedding: text.embeds.sliced(axis: 0, range),
-                                       encoderHiddenStates: text.hidden.sliced(axis: 0, range),
-                                       attentionMask: Array(text.mask[range]))
-                return (prediction, x0.sliced(axis: 0, range))
+            return diffusionLoss(batch: b, scheduler: scheduler, rng: &timeRNG) { t, a, s in
+                let xt = withNoGrad { x0 * a.perSample(rank: 2) + noise * s.perSample(rank: 2) }
+                let prediction = prior(xt, timesteps: t, projEmbedding: text.embeds, encoderHiddenStates: text.hidden,
+                                       attentionMask: text.mask)
+                return (prediction, x0)
             }
         }
         if outcome.exported {
@@ -171,22 +164,21 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     }
 }
 
-/// The mean-squared error of a diffusion model over a batch split into groups with one random timestep each.
+/// The mean-squared error of a diffusion model over a batch with one random timestep per sample.
 ///
-/// `forward(range, t, √ᾱ_t, √(1 − ᾱ_t))` runs the model on the rows `range` at timestep t and returns (prediction,
-/// target); the result is the mean over all elements of the batch (each group weighted by its size).
-func groupedDiffusionLoss(batch b: Int, groups: Int, scheduler: UnCLIPScheduler, rng: inout Philox,
-                          _ forward: (Range<Int>, Int, Float, Float) -> (Tensor, Tensor)) -> Tensor {
-    let g = min(groups, b)
-    var total: Tensor? = nil
-    for k in 0..<g {
-        let range = (k * b / g)..<((k + 1) * b / g)
-        let t = TrainingRandom.int(scheduler.config.numTrainTimesteps, using: &rng)
-        let alphaBar = scheduler.alphasCumprod[t]
-        let (prediction, target) = forward(range, t, alphaBar.squareRoot(), (1 - alphaBar).squareRoot())
-        let diff = prediction - target
-        let term = (diff * diff).mean() * (Float(range.count) / Float(b))
-        total = total.map { $0 + term } ?? term
-    }
-    return total!
+/// `forward(timesteps, √ᾱ_t, √(1 − ᾱ_t))` runs the model on the whole batch — the two coefficients as [B] tensors,
+/// one per sample — and returns (prediction, target); the loss is the mean over all elements.
+func diffusionLoss(batch b: Int, scheduler: UnCLIPScheduler, rng: inout Philox,
+                   _ forward: ([Int], Tensor, Tensor) -> (Tensor, Tensor)) -> Tensor {
+    let timesteps = (0..<b).map { _ in TrainingRandom.int(scheduler.config.numTrainTimesteps, using: &rng) }
+    let alphaBar = timesteps.map { scheduler.alphasCumprod[$0] }
+    let (prediction, target) = forward(timesteps, Tensor(shape: [b], alphaBar.map { $0.squareRoot() }),
+                                       Tensor(shape: [b], alphaBar.map { (1 - $0).squareRoot() }))
+    let diff = prediction - target
+    return (diff * diff).mean()
+}
+
+extension Tensor {
+    /// A [B] tensor shaped to broadcast over the trailing axes of a tensor of rank `rank` ([B, 1, …, 1]).
+    func perSample(rank: Int) -> Tensor { reshaped([count] + Array(repeating: 1, count: rank - 1)) }
 }

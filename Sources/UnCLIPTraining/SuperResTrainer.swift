@@ -30,8 +30,6 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     /// Probability and largest standard deviation (in [−1, 1] units) of the Gaussian noise added to it.
     public var noiseProbability: Float = 0.5
     public var noiseMaxStd: Float = 0.05
-    /// See `PriorTrainingConfiguration.timestepGroups`.
-    public var timestepGroups = 4
     public var precision: WeightPrecision = .fp32
 
     public init() {}
@@ -40,7 +38,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         case training, highResolution = "high_resolution", lowResolution = "low_resolution", cropSize = "crop_size"
         case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block", normGroups = "norm_groups"
         case blurProbability = "blur_probability", blurSigmaMin = "blur_sigma_min", blurSigmaMax = "blur_sigma_max"
-        case noiseProbability = "noise_probability", noiseMaxStd = "noise_max_std", timestepGroups = "timestep_groups", precision
+        case noiseProbability = "noise_probability", noiseMaxStd = "noise_max_std", precision
     }
 
     public init(from decoder: Decoder) throws {
@@ -58,7 +56,6 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         blurSigmaMax = try c.decodeIfPresent(Float.self, forKey: .blurSigmaMax) ?? d.blurSigmaMax
         noiseProbability = try c.decodeIfPresent(Float.self, forKey: .noiseProbability) ?? d.noiseProbability
         noiseMaxStd = try c.decodeIfPresent(Float.self, forKey: .noiseMaxStd) ?? d.noiseMaxStd
-        timestepGroups = try c.decodeIfPresent(Int.self, forKey: .timestepGroups) ?? d.timestepGroups
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
     }
 
@@ -74,7 +71,6 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         try check(blockOutChannels.allSatisfy { $0 % normGroups == 0 }, "block_out_channels", blockOutChannels, "multiples of norm_groups (\(normGroups))")
         try check(layersPerBlock >= 1, "layers_per_block", layersPerBlock, "at least 1")
         try check(blurSigmaMin > 0 && blurSigmaMin <= blurSigmaMax, "blur_sigma_min", blurSigmaMin, "positive and ≤ blur_sigma_max")
-        try check(timestepGroups >= 1, "timestep_groups", timestepGroups, "at least 1")
     }
 
     /// diffusers' `UNet2DModel` config (Karlo's super-resolution layout at this size).
@@ -138,10 +134,9 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
-            return groupedDiffusionLoss(batch: b, groups: timestepGroups, scheduler: scheduler, rng: &timeRNG) { range, t, a, s in
-                let eps = noise.sliced(axis: 0, range)
-                let input = withNoGrad { Tensor.concat([x0.sliced(axis: 0, range) * a + eps * s, condition.sliced(axis: 0, range)], axis: 1) }
-                return (unet(input, timestep: t), eps)
+            return diffusionLoss(batch: b, scheduler: scheduler, rng: &timeRNG) { t, a, s in
+                let input = withNoGrad { Tensor.concat([x0 * a.perSample(rank: 4) + noise * s.perSample(rank: 4), condition], axis: 1) }
+                return (unet(input, timesteps: t), noise)
             }
         }
         if outcome.exported {

@@ -39,10 +39,9 @@ public struct TrainAllConfiguration: Codable, Sendable {
         c.clip.embeddingDim = 32; c.clip.textLayers = 1; c.clip.textHeads = 2; c.clip.textIntermediateSize = 64
         c.clip.visionWidth = 32; c.clip.visionLayers = 1; c.clip.visionHeads = 2; c.clip.visionIntermediateSize = 64
         c.clip.patchSize = 8
-        c.prior.heads = 2; c.prior.headDim = 16; c.prior.layers = 1; c.prior.statisticsSamples = 16; c.prior.timestepGroups = 2
+        c.prior.heads = 2; c.prior.headDim = 16; c.prior.layers = 1; c.prior.statisticsSamples = 16
         c.decoder.blockOutChannels = [32, 32]; c.decoder.attentionHeadDim = 16; c.decoder.crossAttentionDim = 32
-        c.decoder.timestepGroups = 2
-        c.superRes.blockOutChannels = [32, 32]; c.superRes.cropSize = 32; c.superRes.timestepGroups = 2
+        c.superRes.blockOutChannels = [32, 32]; c.superRes.cropSize = 32
         for stage in [\TrainAllConfiguration.clip.training, \.prior.training, \.decoder.training, \.superRes.training] {
             c[keyPath: stage].steps = 2
             c[keyPath: stage].batchSize = 4

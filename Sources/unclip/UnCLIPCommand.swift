@@ -11,7 +11,7 @@ struct UnCLIPCommand: ParsableCommand {
             Run `unclip selftest` to check the tensor engine on this machine, and `unclip bench ops` for \
             op timings that join with `peer_torch.py ops` (PyTorch on the same CPU).
             """,
-        subcommands: [Generate.self, Vary.self, Inspect.self, DataCommand.self, Evaluate.self, SelfTest.self, Bench.self])
+        subcommands: [Generate.self, Vary.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 }
 
 /// Benchmarks that print one JSON line per measurement.

@@ -117,7 +117,6 @@ final class TrainerTests: XCTestCase {
         let out = try copyOfCLIPFolder("prior")
         var c = TrainAllConfiguration.smokeTest.prior
         overfit(&c.training, steps: 30, lr: 2e-3)
-        c.timestepGroups = 8
         c.captionDropout = 0
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "prior"), by: 0.6)
@@ -133,7 +132,6 @@ final class TrainerTests: XCTestCase {
         let out = try copyOfCLIPFolder("decoder")
         var c = TrainAllConfiguration.smokeTest.decoder
         overfit(&c.training, steps: 20, lr: 2e-3)
-        c.timestepGroups = 4
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "decoder"), by: 0.7)
         let directory = try PipelineDirectory(out)
@@ -146,7 +144,6 @@ final class TrainerTests: XCTestCase {
         let out = try temporaryDirectory("superres")
         var c = TrainAllConfiguration.smokeTest.superRes
         overfit(&c.training, steps: 20, lr: 2e-3)
-        c.timestepGroups = 4
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "superres"), by: 0.7)
         let directory = try PipelineDirectory(out)

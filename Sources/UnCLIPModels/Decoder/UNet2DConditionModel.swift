@@ -266,8 +266,16 @@ public final class UNet2DConditionModel: Module {
     /// embedding); `attentionMask` [B][S] (1 keep, 0 masked) over the context tokens.
     public func callAsFunction(_ sample: Tensor, timestep: Int, encoderHiddenStates context: Tensor,
                                classLabels: Tensor?, attentionMask: [[Int]]?) -> Tensor {
+        self(sample, timesteps: Array(repeating: timestep, count: sample.shape[0]), encoderHiddenStates: context,
+             classLabels: classLabels, attentionMask: attentionMask)
+    }
+
+    /// The same with one timestep per sample (training draws a timestep for each image).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Int], encoderHiddenStates context: Tensor,
+                               classLabels: Tensor?, attentionMask: [[Int]]?) -> Tensor {
         let b = sample.shape[0]
-        var emb = time_embedding(timestepEmbedding([Float](repeating: Float(timestep), count: b), dim: config.blockOutChannels[0],
+        precondition(timesteps.count == b, "\(timesteps.count) timesteps for a batch of \(b)")
+        var emb = time_embedding(timestepEmbedding(timesteps.map(Float.init), dim: config.blockOutChannels[0],
                                                    flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift))
         if config.classEmbedType == "identity", let classLabels { emb = emb + classLabels }
         // Matches diffusers: the boolean mask becomes the additive bias (1 − m)·(−10000), shared by all heads and queries.

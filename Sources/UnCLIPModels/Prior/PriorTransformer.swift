@@ -141,8 +141,16 @@ public final class PriorTransformer: Module {
     /// `projEmbedding` [B, E], the text hidden states [B, 77, E] and the tokenizer mask (1 keep, 0 pad) [B, 77].
     public func callAsFunction(_ sample: Tensor, timestep: Int, projEmbedding: Tensor,
                                encoderHiddenStates: Tensor, attentionMask: [[Int]]) -> Tensor {
+        self(sample, timesteps: Array(repeating: timestep, count: sample.shape[0]), projEmbedding: projEmbedding,
+             encoderHiddenStates: encoderHiddenStates, attentionMask: attentionMask)
+    }
+
+    /// The same with one timestep per sample (training draws a timestep for each embedding).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Int], projEmbedding: Tensor,
+                               encoderHiddenStates: Tensor, attentionMask: [[Int]]) -> Tensor {
         let b = sample.shape[0], d = config.innerDim
-        let time = time_embedding(timestepEmbedding([Float](repeating: Float(timestep), count: b), dim: d))
+        precondition(timesteps.count == b, "\(timesteps.count) timesteps for a batch of \(b)")
+        let time = time_embedding(timestepEmbedding(timesteps.map(Float.init), dim: d))
         let text = encoder_hidden_states_proj(encoderHiddenStates)  // [B, 77, D]
         // Token order (matters): 77 text tokens, text embedding, time, noisy x, prd.
         var z = Tensor.concat([text, embedding_proj(projEmbedding).reshaped([b, 1, d]), time.reshaped([b, 1, d]),

@@ -159,8 +159,13 @@ public final class UNet2DModel: Module {
 
     /// sample [B, inChannels, H, W] at `timestep` → [B, outChannels, H, W].
     public func callAsFunction(_ sample: Tensor, timestep: Int) -> Tensor {
-        let b = sample.shape[0]
-        let emb = time_embedding(timestepEmbedding([Float](repeating: Float(timestep), count: b), dim: config.blockOutChannels[0],
+        self(sample, timesteps: Array(repeating: timestep, count: sample.shape[0]))
+    }
+
+    /// The same with one timestep per sample (training draws a timestep for each image).
+    public func callAsFunction(_ sample: Tensor, timesteps: [Int]) -> Tensor {
+        precondition(timesteps.count == sample.shape[0], "\(timesteps.count) timesteps for a batch of \(sample.shape[0])")
+        let emb = time_embedding(timestepEmbedding(timesteps.map(Float.init), dim: config.blockOutChannels[0],
                                                    flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift))
         var h = conv_in(sample)
         var skips = [h]

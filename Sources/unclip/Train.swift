@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+import UnCLIPTraining
+
+/// Data and output options shared by the training subcommands.
+struct TrainingArguments: ParsableArguments {
+    @Option(help: ArgumentHelp("The pipeline directory to build (each stage adds its component folders).", valueName: "dir"))
+    var out: String
+
+    @Option(help: ArgumentHelp("Train on a folder of name.png/.jpg + name.txt pairs instead of ShapesWorld.", valueName: "dir"))
+    var data: String?
+
+    @Option(help: "ShapesWorld scenes to train on (when no --data).")
+    var count = 100_000
+
+    @Option(help: "ShapesWorld seed (when no --data).")
+    var worldSeed: UInt64 = 0
+
+    @Option(help: ArgumentHelp("A JSON file of training settings (partial: absent keys keep their defaults).", valueName: "file"))
+    var config: String?
+
+    @Flag(help: "Continue from the checkpoints in OUT/checkpoints (exactly where they stopped).")
+    var resume = false
+
+    func dataset() throws -> any CaptionedImageDataset {
+        if let data {
+            let folder = try FolderDataset(directory: URL(fileURLWithPath: data))
+            let scan = folder.validEntries()
+            for message in scan.skipped { FileHandle.standardError.write(Data("skipping \(message)\n".utf8)) }
+            return folder.keeping(scan.valid)
+        }
+        return try ShapesWorldDataset(seed: worldSeed, count: count)
+    }
+
+    func load<T: Decodable>(_ type: T.Type, key: String?) throws -> T? {
+        guard let config else { return nil }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: config)) } catch {
+            throw ValidationError("--config: cannot read \(config)")
+        }
+        if let key {
+            // A stage's settings may be given alone or inside a train-all file under the stage's key.
+            if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let sub = object[key] {
+                return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
+            }
+        }
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+}
+
+/// Draws a progress bar per stage from training events and prints the rest as lines.
+final class TrainingReporter {
+    private var bars: [String: ProgressBar] = [:]
+
+    func handle(_ event: TrainingEvent) {
+        switch event {
+        case .step(let p):
+            let bar = bars[p.stage] ?? ProgressBar(p.stage, total: p.totalSteps)
+            bars[p.stage] = bar
+            bar.update(p.step, note: String(format: "loss %.4f  %.2f steps/s", p.smoothedLoss, p.stepsPerSecond))
+        default:
+            FileHandle.standardError.write(Data("\(event)\n".utf8))
+        }
+    }
+}
+
+/// `unclip train`: train unCLIP from scratch.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train unCLIP from scratch: tokenizer, CLIP, prior, decoder, super-resolution.",
+        discussion: """
+            Each stage writes diffusers-layout component folders into --out, checkpoints atomically every N steps \
+            into OUT/checkpoints/STAGE/ with a loss log (loss.jsonl), and continues exactly with --resume. Ctrl-C \
+            writes a checkpoint before exiting. `unclip train all --out DIR` runs every stage in order.
+            """,
+        subcommands: [All.self, Tokenizer.self, CLIP.self, Prior.self, Decoder.self, SuperRes.self])
+
+    static func finish(_ outcomes: [TrainingOutcome]) throws {
+        for o in outcomes {
+            print("\(o.stage): \(o.completedSteps)/\(o.totalSteps) steps, final loss \(String(format: "%.4f", o.finalLoss)), \(String(format: "%.2f", o.stepsPerSecond)) steps/s\(o.interrupted ? " (interrupted: resume with --resume)" : "")")
+        }
+        if outcomes.contains(where: \.interrupted) { throw ExitCode(130) }
+    }
+
+    struct All: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Train every stage in order and leave a complete pipeline directory.")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            var c = try args.load(TrainAllConfiguration.self, key: nil) ?? TrainAllConfiguration()
+            let reporter = TrainingReporter()
+            let start = Date()
+            let outcomes: [TrainingOutcome]
+            if args.data == nil {
+                c.shapesWorldSeed = args.worldSeed
+                c.shapesWorldCount = args.count
+                outcomes = try trainAll(out: URL(fileURLWithPath: args.out), configuration: c, resume: args.resume, progress: reporter.handle)
+            } else {
+                outcomes = try trainAll(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), configuration: c,
+                                        resume: args.resume, progress: reporter.handle)
+            }
+            try Train.finish(outcomes)
+            print("pipeline in \(args.out) (\(ProgressBar.format(Date().timeIntervalSince(start))))")
+        }
+    }
+
+    struct Tokenizer: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Learn a CLIP-format BPE (vocab.json + merges.txt) from the captions.")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            let c = try args.load(TokenizerTrainingConfiguration.self, key: "tokenizer") ?? TokenizerTrainingConfiguration()
+            _ = try c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            print("tokenizer in \(args.out)/tokenizer")
+        }
+    }
+
+    struct CLIP: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "clip", abstract: "Train the CLIP text and image encoders contrastively.")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            let c = try args.load(CLIPTrainingConfiguration.self, key: "clip") ?? CLIPTrainingConfiguration()
+            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+        }
+    }
+
+    struct Prior: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Train the diffusion prior (needs the CLIP stage's output).")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            let c = try args.load(PriorTrainingConfiguration.self, key: "prior") ?? PriorTrainingConfiguration()
+            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+        }
+    }
+
+    struct Decoder: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Train the decoder and text_proj (needs the CLIP stage's output).")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            let c = try args.load(DecoderTrainingConfiguration.self, key: "decoder") ?? DecoderTrainingConfiguration()
+            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+        }
+    }
+
+    struct SuperRes: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "superres", abstract: "Train the 32 → 128 super-resolution UNet.")
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            let c = try args.load(SuperResTrainingConfiguration.self, key: "superres") ?? SuperResTrainingConfiguration()
+            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+        }
+    }
+}
