@@ -62,17 +62,21 @@ torch = [load("torch", r) for r in range(rounds)]
 swift = [load("swift", r) for r in range(rounds)]
 names = [n for n in torch[0]]
 print(f"{rounds} round(s); torch 3 reps, swift {reps} reps per component; {threads} threads; "
-      f"load average {load0} before, {load1} after. Times are medians over rounds of per-round medians.\n")
-print("| component | torch s | swift s | swift/torch | spread | torch peak RSS GiB | swift peak RSS GiB | params |")
-print("|---|---:|---:|---:|---|---:|---:|---:|")
+      f"load average {load0} before, {load1} after. Times are medians over rounds of per-round medians; "
+      f"the min columns are the fastest single step seen (the least disturbed by other processes).\n")
+print("| component | torch s | swift s | swift/torch | spread | torch min s | swift min s | min ratio | torch peak RSS GiB | swift peak RSS GiB | params |")
+print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
 for n in names:
     t = [d[n]["median_s"] for d in torch if n in d]
     s = [d[n]["median_s"] for d in swift if n in d]
     tp = max(d[n].get("peak_rss_gb", 0) for d in torch if n in d)
+    tmin = min(d[n]["min_s"] for d in torch if n in d)
     if not s:
-        print(f"| {n} | {statistics.median(t):.3f} | – | – | – | {tp:.2f} | – | {torch[0][n]['params']:,} |"); continue
+        print(f"| {n} | {statistics.median(t):.3f} | – | – | – | {tmin:.3f} | – | – | {tp:.2f} | – | {torch[0][n]['params']:,} |"); continue
+    smin = min(d[n]["min_s"] for d in swift if n in d)
     sp = max(d[n].get("peak_rss_gb") or 0 for d in swift if n in d)
     ratios = sorted(sd[n]["median_s"] / td[n]["median_s"] for td, sd in zip(torch, swift) if n in sd and n in td)
     print(f"| {n} | {statistics.median(t):.3f} | {statistics.median(s):.3f} | {statistics.median(ratios):.2f} | "
-          f"{ratios[0]:.2f}–{ratios[-1]:.2f} | {tp:.2f} | {sp:.2f} | {torch[0][n]['params']:,} |")
+          f"{ratios[0]:.2f}–{ratios[-1]:.2f} | {tmin:.3f} | {smin:.3f} | {smin / tmin:.2f} | {tp:.2f} | {sp:.2f} | "
+          f"{torch[0][n]['params']:,} |")
 PY

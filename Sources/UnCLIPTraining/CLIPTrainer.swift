@@ -10,9 +10,9 @@ import UnCLIPModels
 public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// Steps, batch and optimiser. CLIP's own recipe: AdamW β₂ 0.98, ε 1e-6, weight decay 0.1; contrastive
     /// learning wants a large batch.
-    public var training = TrainingSchedule(steps: 3000, batchSize: 128, learningRate: 5e-4, minLearningRate: 1e-5,
-                                           warmupSteps: 200, weightDecay: 0.1, beta2: 0.98, adamEpsilon: 1e-6,
-                                           gradientClip: 1.0, emaDecay: 0.999, checkpointEvery: 250, seed: 1)
+    public var training = TrainingSchedule(steps: 1200, batchSize: 128, learningRate: 5e-4, minLearningRate: 1e-5,
+                                           warmupSteps: 100, weightDecay: 0.1, beta2: 0.98, adamEpsilon: 1e-6,
+                                           gradientClip: 1.0, emaDecay: 0.995, checkpointEvery: 200, seed: 1)
     /// CLIP embedding size E (`projection_dim`), also the text tower's width.
     public var embeddingDim = 128
     public var textLayers = 4
@@ -28,7 +28,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// Patch side: 4 gives 8 × 8 = 64 patches at 32 × 32.
     public var patchSize = 4
     /// Precision of the exported weights.
-    public var precision: WeightPrecision = .fp32
+    public var precision: WeightPrecision = .fp16
 
     public init() {}
 

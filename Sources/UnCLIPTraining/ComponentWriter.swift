@@ -43,7 +43,20 @@ public enum ComponentWriter {
     public static func writeJSON(_ object: Any, to url: URL) throws {
         do {
             try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            var data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+            // Foundation prints an integral Double as `1`; transformers' strict config classes reject an int where
+            // they declare a float (initializer_factor, dropout, …). Integral floats are therefore marked and
+            // printed as `1.0`.
+            let marker = "\u{1}float:"
+            func mark(_ v: Any) -> Any {
+                if let d = v as? [String: Any] { return d.mapValues(mark) }
+                if let a = v as? [Any] { return a.map(mark) }
+                if let x = v as? Double, x.isFinite, x == x.rounded(), abs(x) < 1e15 { return "\(marker)\(Int(x)).0" }
+                if let x = v as? Float, x.isFinite, x == x.rounded(), abs(x) < 1e15 { return "\(marker)\(Int(x)).0" }
+                return v
+            }
+            var text = String(decoding: try JSONSerialization.data(withJSONObject: mark(object), options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]), as: UTF8.self)
+            text = text.replacingOccurrences(of: #""(?:\\u0001|\x{01})float:(-?\d+\.0)""#, with: "$1", options: .regularExpression)
+            var data = Data(text.utf8)
             data.append(0x0A)
             try data.write(to: url, options: .atomic)
         } catch {

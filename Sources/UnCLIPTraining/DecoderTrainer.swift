@@ -6,18 +6,19 @@ import UnCLIPModels
 /// Settings of the decoder: a UNet2DConditionModel with UnCLIPTextProjModel that generates the 32 × 32 image from a
 /// CLIP image embedding and the caption's CLIP text features (unCLIP §2.1, GLIDE-style conditioning).
 ///
-/// Variance: fixed. The UNet predicts ε only (out_channels 3, plain ε-MSE) and `decoder_scheduler` uses
-/// `fixed_small_log`, as the super-resolution stage does. Karlo's learned-range variance needs the hybrid loss
-/// (ε-MSE plus the variational bound on a stop-gradient mean, Nichol & Dhariwal 2021) to mean anything; with a
-/// handful of CPU-hours of training the simple loss is the better use of the model's capacity, and the learned
-/// variance only pays off with few sampling steps. The pipeline handles the 3-channel output: under guidance it
-/// splits the output channels into [3, out − 3] = [3, 0] and concatenates an empty variance part back.
+/// Variance: learned, as in the paper's decoder (GLIDE / Improved DDPM). The UNet predicts ε and an interpolation
+/// value v per pixel (out_channels 6), trained with the hybrid loss ε-MSE + L_vb, where L_vb is the KL between the true
+/// posterior q(x_{t−1} | x_t, x₀) and the model's Gaussian with a stop-gradient mean, so it only teaches the variance
+/// (Nichol & Dhariwal 2021). `decoder_scheduler` is `learned_range`, exactly Karlo's configuration — which also keeps
+/// the directory loadable by diffusers' UnCLIPPipeline, whose guidance code splits the decoder output into ε and
+/// variance halves and fails on a 3-channel decoder. At t = 0 the KL uses the clipped posterior variance instead of
+/// the discretised-Gaussian likelihood (a simplification; the term is one of a thousand).
 public struct DecoderTrainingConfiguration: Codable, Sendable {
-    public var training = TrainingSchedule(steps: 6000, batchSize: 32, learningRate: 2e-4, minLearningRate: 1e-5,
-                                           warmupSteps: 300, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.999,
-                                           checkpointEvery: 250, seed: 3)
+    public var training = TrainingSchedule(steps: 2400, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
+                                           warmupSteps: 150, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
+                                           checkpointEvery: 200, seed: 3)
     /// Channels per resolution level (each a multiple of `normGroups`); the first level has no attention.
-    public var blockOutChannels = [64, 128, 192]
+    public var blockOutChannels = [32, 64, 128]
     public var layersPerBlock = 1
     /// Per-head size of the cross-attention (heads = channels / head size).
     public var attentionHeadDim = 32
@@ -30,7 +31,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     public var imageEmbeddingDropout: Float = 0.1
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
-    public var precision: WeightPrecision = .fp32
+    public var precision: WeightPrecision = .fp16
 
     public init() {}
 
@@ -76,7 +77,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         let n = blockOutChannels.count
         return [
             "_class_name": "UNet2DConditionModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "sample_size": sampleSize, "in_channels": 3, "out_channels": 3, "layers_per_block": layersPerBlock,
+            "sample_size": sampleSize, "in_channels": 3, "out_channels": 6, "layers_per_block": layersPerBlock,
             "block_out_channels": blockOutChannels,
             "down_block_types": ["ResnetDownsampleBlock2D"] + Array(repeating: "SimpleCrossAttnDownBlock2D", count: n - 1),
             "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
@@ -103,9 +104,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         ]
     }
 
-    /// The decoder scheduler: ε prediction, fixed_small_log variance (see the type's documentation).
+    /// The decoder scheduler: ε prediction with learned-range variance, as Karlo's (see the type's documentation).
     public var schedulerConfig: UnCLIPSchedulerConfig {
-        UnCLIPSchedulerConfig(varianceType: .fixedSmallLog, clipSample: true, clipSampleRange: 1, predictionType: .epsilon)
+        UnCLIPSchedulerConfig(varianceType: .learnedRange, clipSample: true, clipSampleRange: 1, predictionType: .epsilon)
     }
 
     /// Trains decoder and text_proj on the frozen CLIP in `out`; writes `decoder/`, `text_proj/`, `decoder_scheduler/`.
@@ -163,12 +164,13 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
-            return diffusionLoss(batch: b, scheduler: scheduler, rng: &timeRNG) { t, a, s in
-                let xt = withNoGrad { x0 * a.perSample(rank: 4) + noise * s.perSample(rank: 4) }
-                let prediction = model.decoder(xt, timesteps: t, encoderHiddenStates: context, classLabels: additiveTime,
-                                               attentionMask: mask)
-                return (prediction, noise)
-            }
+            let timesteps = (0..<b).map { _ in TrainingRandom.int(scheduler.config.numTrainTimesteps, using: &timeRNG) }
+            let c = HybridLossCoefficients(scheduler: scheduler, timesteps: timesteps)
+            let xt = withNoGrad { x0 * c.sqrtAlphaBar + noise * c.sqrtOneMinusAlphaBar }
+            let output = model.decoder(xt, timesteps: timesteps, encoderHiddenStates: context, classLabels: additiveTime,
+                                       attentionMask: mask)
+            let parts = output.split(sizes: [3, 3], axis: 1)  // ε and the variance interpolation v
+            return hybridLoss(epsilon: parts[0], v: parts[1], noise: noise, x0: x0, xt: xt, c)
         }
         if outcome.exported {
             try ComponentWriter.writeModel(model.decoder, config: unetJSON, to: out.appendingPathComponent("decoder"),
@@ -210,4 +212,48 @@ enum RGBImageBatch {
         }
         return out
     }
+}
+
+/// Per-sample diffusion coefficients [B, 1, 1, 1] for the hybrid loss, from the training schedule.
+struct HybridLossCoefficients {
+    let sqrtAlphaBar, sqrtOneMinusAlphaBar: Tensor
+    /// Posterior mean μ̃ = meanX0·x₀ + meanXt·x_t, and the log variances ln β̃_t (clipped) and ln β_t.
+    let meanX0, meanXt: Tensor
+    let posteriorLogVariance, betaLogVariance: Tensor
+
+    init(scheduler: UnCLIPScheduler, timesteps: [Int]) {
+        func column(_ values: [Double]) -> Tensor { Tensor(shape: [values.count, 1, 1, 1], values.map { Float($0) }) }
+        let abar = scheduler.alphasCumprod.map(Double.init), beta = scheduler.betas.map(Double.init)
+        // ln β̃_t with β̃_0 = 0 replaced by β̃_1, as Improved DDPM's `posterior_log_variance_clipped`.
+        func posteriorVariance(_ t: Int) -> Double {
+            let prev = t > 0 ? abar[t - 1] : 1
+            return (1 - prev) / (1 - abar[t]) * beta[t]
+        }
+        sqrtAlphaBar = column(timesteps.map { abar[$0].squareRoot() })
+        sqrtOneMinusAlphaBar = column(timesteps.map { (1 - abar[$0]).squareRoot() })
+        meanX0 = column(timesteps.map { t in (t > 0 ? abar[t - 1] : 1).squareRoot() * beta[t] / (1 - abar[t]) })
+        meanXt = column(timesteps.map { t in (1 - beta[t]).squareRoot() * (1 - (t > 0 ? abar[t - 1] : 1)) / (1 - abar[t]) })
+        posteriorLogVariance = column(timesteps.map { t in Foundation.log(posteriorVariance(t > 0 ? t : 1)) })
+        betaLogVariance = column(timesteps.map { Foundation.log(beta[$0]) })
+    }
+}
+
+/// ε-MSE plus the variational-bound term that trains the learned variance (Improved DDPM's hybrid loss).
+///
+/// The model's mean is computed from a stop-gradient ε, so L_vb only moves v; v ∈ [−1, 1] interpolates the log
+/// variance between ln β̃_t and ln β_t exactly as `UnCLIPScheduler`'s learned_range does at sampling time.
+func hybridLoss(epsilon: Tensor, v: Tensor, noise: Tensor, x0: Tensor, xt: Tensor, _ c: HybridLossCoefficients) -> Tensor {
+    let diff = epsilon - noise
+    let mse = (diff * diff).mean()
+    let (trueMean, modelMean) = withNoGrad { () -> (Tensor, Tensor) in
+        let x0Predicted = (xt - c.sqrtOneMinusAlphaBar * epsilon.detached()) / c.sqrtAlphaBar
+        return (c.meanX0 * x0 + c.meanXt * xt, c.meanX0 * x0Predicted + c.meanXt * xt)
+    }
+    let frac = (v + 1) * 0.5
+    let modelLogVariance = frac * c.betaLogVariance + (1 - frac) * c.posteriorLogVariance
+    let meanGap = trueMean - modelMean
+    // KL(N(μ̃, β̃) ‖ N(μθ, σθ²)) per element, in bits.
+    let kl = ((modelLogVariance - c.posteriorLogVariance) + (c.posteriorLogVariance - modelLogVariance).exp()
+              + meanGap * meanGap * (-modelLogVariance).exp() - 1) * Float(0.5 / Foundation.log(2.0))
+    return mse + kl.mean()
 }

@@ -6,8 +6,8 @@ import UnCLIPModels
 /// Settings of the diffusion prior: a causal transformer that maps a caption's CLIP text encoding to a CLIP image
 /// embedding, trained to predict the normalised embedding x₀ directly (unCLIP §2.2, MSE on x₀).
 public struct PriorTrainingConfiguration: Codable, Sendable {
-    public var training = TrainingSchedule(steps: 4000, batchSize: 64, learningRate: 3e-4, minLearningRate: 1e-5,
-                                           warmupSteps: 200, weightDecay: 0.01, gradientClip: 1.0, emaDecay: 0.999,
+    public var training = TrainingSchedule(steps: 1500, batchSize: 64, learningRate: 5e-4, minLearningRate: 1e-5,
+                                           warmupSteps: 100, weightDecay: 0.01, gradientClip: 1.0, emaDecay: 0.995,
                                            checkpointEvery: 250, seed: 2)
     /// Transformer width = heads × head size, and depth.
     public var heads = 4
@@ -19,7 +19,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     public var statisticsSamples = 2048
     /// The prior scheduler's clamp of the predicted x₀ (diffusers' Karlo value 5).
     public var clipSampleRange: Double = 5
-    public var precision: WeightPrecision = .fp32
+    public var precision: WeightPrecision = .fp16
 
     public init() {}
 

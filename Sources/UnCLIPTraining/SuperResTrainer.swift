@@ -12,17 +12,17 @@ import UnCLIPModels
 /// decoder's imperfect samples rather than expecting exact box-filtered renders. Only `super_res_first` is trained;
 /// `super_res_last` (used by the pipeline for the final step) is written as a copy of the same weights.
 public struct SuperResTrainingConfiguration: Codable, Sendable {
-    public var training = TrainingSchedule(steps: 4000, batchSize: 16, learningRate: 2e-4, minLearningRate: 1e-5,
-                                           warmupSteps: 200, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.999,
-                                           checkpointEvery: 250, seed: 4)
+    public var training = TrainingSchedule(steps: 1200, batchSize: 16, learningRate: 5e-4, minLearningRate: 1e-5,
+                                           warmupSteps: 100, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
+                                           checkpointEvery: 200, seed: 4)
     /// Output side (the pipeline's final image) and input side (the decoder's image).
     public var highResolution = 128
     public var lowResolution = 32
     /// Side of the random training crops of the high-resolution image (and of the matching upsampled low-res crop).
     public var cropSize = 64
-    public var blockOutChannels = [32, 64, 128]
+    public var blockOutChannels = [16, 32, 64]
     public var layersPerBlock = 1
-    public var normGroups = 32
+    public var normGroups = 8
     /// Probability and σ range (low-res pixels) of the Gaussian blur of the conditioning image.
     public var blurProbability: Float = 0.5
     public var blurSigmaMin: Float = 0.4
@@ -30,7 +30,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     /// Probability and largest standard deviation (in [−1, 1] units) of the Gaussian noise added to it.
     public var noiseProbability: Float = 0.5
     public var noiseMaxStd: Float = 0.05
-    public var precision: WeightPrecision = .fp32
+    public var precision: WeightPrecision = .fp16
 
     public init() {}
 

@@ -135,9 +135,26 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "decoder"), by: 0.7)
         let directory = try PipelineDirectory(out)
-        XCTAssertEqual(try directory.loadDecoder().config.outChannels, 3)
+        XCTAssertEqual(try directory.loadDecoder().config.outChannels, 6)  // ε and the learned variance
         _ = try directory.loadTextProj()
-        XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .fixedSmallLog)
+        XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .learnedRange)
+    }
+
+    func testHybridLossVanishesForAPerfectModelAndTrainsTheVariance() throws {
+        // With ε̂ = ε the model mean equals the true posterior mean, and v = −1 selects ln β̃_t: the KL is zero.
+        let scheduler = try UnCLIPScheduler(config: DecoderTrainingConfiguration().schedulerConfig)
+        let timesteps = [1, 10, 500, 999]
+        let c = HybridLossCoefficients(scheduler: scheduler, timesteps: timesteps)
+        var rng = Philox(seed: 5)
+        let x0 = Tensor.randn([4, 3, 4, 4], using: &rng).clamped(min: -1, max: 1), noise = Tensor.randn([4, 3, 4, 4], using: &rng)
+        let xt = x0 * c.sqrtAlphaBar + noise * c.sqrtOneMinusAlphaBar
+        XCTAssertEqual(hybridLoss(epsilon: noise, v: Tensor.full([4, 3, 4, 4], -1), noise: noise, x0: x0, xt: xt, c).item, 0, accuracy: 1e-5)
+        // Any other v costs something, and the gradient reaches v (not through the stop-gradient mean).
+        let v = Tensor.zeros([4, 3, 4, 4]); v.requiresGrad = true
+        let loss = withGrad { hybridLoss(epsilon: noise, v: v, noise: noise, x0: x0, xt: xt, c) }
+        XCTAssertGreaterThan(loss.item, 1e-4)
+        loss.backward()
+        XCTAssertGreaterThan(v.grad!.abs().max().item, 0)
     }
 
     func testSuperResLossFalls() throws {
