@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import UnCLIPModels
 
 /// The `unclip` command-line tool.
@@ -12,13 +13,34 @@ struct UnCLIPCommand: ParsableCommand {
             op timings that join with `peer_torch.py ops` (PyTorch on the same CPU).
             """,
         subcommands: [Generate.self, Vary.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
+
+    /// Runs the command, first making libgomp's idle threads sleep instead of spin unless the user chose a policy.
+    ///
+    /// oneDNN and the engine share libgomp's pool. With the default policy its workers spin after every parallel
+    /// region; when anything else wants the two cores (another process, a build) each of the thousands of small
+    /// regions in a sampling run then waits for a descheduled spinner: a tiny pipeline took 24 s instead of 0.1 s
+    /// here. libgomp reads OMP_WAIT_POLICY once, when it loads, so the process re-executes itself with it set.
+    /// Benchmarks keep the caller's environment, so they compare with PyTorch under the same policy.
+    static func main() {
+        #if os(Linux)
+        let arguments = CommandLine.arguments
+        if getenv("OMP_WAIT_POLICY") == nil, arguments.count > 1, arguments[1] != "bench" {
+            setenv("OMP_WAIT_POLICY", "PASSIVE", 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)  // returns only if it failed; then run as we are
+        }
+        #endif
+        self.main(nil)
+    }
 }
+
+/// OMP_NUM_THREADS when set, else 2 (the machine's cores, and what peer_torch.py uses).
+let defaultBenchThreads = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"].flatMap { Int($0) } ?? 2
 
 /// Benchmarks that print one JSON line per measurement.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks printing JSON lines ({name, median_s, min_s, max_s, ...}).",
-        subcommands: [Ops.self])
+        subcommands: [Ops.self, Karlo.self])
 
     struct Ops: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -27,8 +49,8 @@ struct Bench: ParsableCommand {
         @Option(help: "Timed repetitions per op (after one warm-up).")
         var reps = 5
 
-        @Option(help: "Threads for the engine and oneDNN (sets OMP_NUM_THREADS semantics for this run).")
-        var threads = 2
+        @Option(help: "Threads for the engine and oneDNN (default: OMP_NUM_THREADS, else 2).")
+        var threads = defaultBenchThreads
 
         func validate() throws {
             guard reps >= 1 else { throw ValidationError("--reps must be at least 1 (got \(reps))") }
@@ -36,5 +58,29 @@ struct Bench: ParsableCommand {
         }
 
         func run() throws { try runOpsBenchmark(reps: reps, threads: threads) }
+    }
+
+    struct Karlo: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One step of each full-size Karlo component (random weights), named as `peer_torch.py karlo` prints.",
+            discussion: "Needs about 12 GiB of memory for the largest component; peak RSS is reported per line.")
+
+        @Option(parsing: .upToNextOption, help: "Components to time (default: all).")
+        var components: [String] = []
+
+        @Option(help: "Timed repetitions per component (after one warm-up).")
+        var reps = 3
+
+        @Option(help: "Threads for the engine and oneDNN (default: OMP_NUM_THREADS, else 2).")
+        var threads = defaultBenchThreads
+
+        func validate() throws {
+            guard reps >= 1 else { throw ValidationError("--reps must be at least 1 (got \(reps))") }
+            guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        }
+
+        func run() throws {
+            try runKarloBenchmark(components: components.isEmpty ? karloComponents : components, reps: reps, threads: threads)
+        }
     }
 }
