@@ -8,6 +8,10 @@
 #
 # Components: text_encoder image_encoder prior decoder super_res_first (default: all). peer_torch.py times 3 reps per
 # component in karlo mode whatever --reps says; --reps sets the Swift side (default 3, to match).
+# Both sides run with OMP_WAIT_POLICY=passive unless the environment sets it: on this shared 2-core machine a
+# spinning OpenMP thread that shares a core with the thread it waits for costs a 4 ms scheduler slice per parallel
+# region, which made single steps 2–5× slower on *both* sides (PyTorch's bundled libgomp honours the variable too);
+# OMP_WAIT_POLICY=active reproduces the default behaviour.
 # Environment: PEER (path of peer_torch.py, default /work/shared/bench/peer_torch.py), SCRATCH (SwiftPM scratch
 # path, default .build-karlo), UNCLIP (an already built `unclip` binary; skips the build). Each round takes about
 # 2–4 minutes per component pair on 2 cores (super_res_first dominates).
@@ -34,6 +38,7 @@ if [[ -z "${UNCLIP:-}" ]]; then
     UNCLIP="$SCRATCH/release/unclip"
 fi
 export OMP_NUM_THREADS=$THREADS
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
@@ -42,14 +47,14 @@ for ((r = 0; r < ROUNDS; r++)); do
     for c in "${COMPONENTS[@]}"; do
         echo "round $((r + 1))/$ROUNDS: $c (load $(cut -d' ' -f1 /proc/loadavg))" >&2
         python3 Scripts/peer_torch_component.py "$PEER" "$c" --threads "$THREADS" >> "$OUT/torch.$r.jsonl"
-        "$UNCLIP" bench karlo "$c" --threads "$THREADS" --reps "$REPS" >> "$OUT/swift.$r.jsonl"
+        "$UNCLIP" bench karlo --components "$c" --threads "$THREADS" --reps "$REPS" >> "$OUT/swift.$r.jsonl"
     done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
-python3 - "$OUT" "$ROUNDS" "$THREADS" "$REPS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'PY'
+python3 - "$OUT" "$ROUNDS" "$THREADS" "$REPS" "$LOAD_BEFORE" "$LOAD_AFTER" "$OMP_WAIT_POLICY" <<'PY'
 import json, os, statistics, sys
-out, rounds, threads, reps, load0, load1 = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+out, rounds, threads, reps, load0, load1, policy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 def load(kind, r):
     rows = {}
     path = os.path.join(out, f"{kind}.{r}.jsonl")
@@ -61,7 +66,7 @@ def load(kind, r):
 torch = [load("torch", r) for r in range(rounds)]
 swift = [load("swift", r) for r in range(rounds)]
 names = [n for n in torch[0]]
-print(f"{rounds} round(s); torch 3 reps, swift {reps} reps per component; {threads} threads; "
+print(f"{rounds} round(s); torch 3 reps, swift {reps} reps per component; {threads} threads, OMP_WAIT_POLICY={policy}; "
       f"load average {load0} before, {load1} after. Times are medians over rounds of per-round medians; "
       f"the min columns are the fastest single step seen (the least disturbed by other processes).\n")
 print("| component | torch s | swift s | swift/torch | spread | torch min s | swift min s | min ratio | torch peak RSS GiB | swift peak RSS GiB | params |")
