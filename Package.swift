@@ -38,10 +38,11 @@ let package = Package(
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),
-        .executableTarget(name: "unclip", dependencies: [
+        .target(name: "UnCLIPCLI", dependencies: [
             "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        .executableTarget(name: "unclip", dependencies: ["UnCLIPCLI"]),
 
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], resources: [.copy("Fixtures")]),
         // These suites find their fixtures through #filePath, so a clean clone needs no bundle step.
@@ -50,6 +51,7 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining"]),
         .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation"]),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage"]),
     ],
     swiftLanguageModes: [.v5]
 )

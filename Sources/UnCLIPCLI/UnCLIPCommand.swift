@@ -2,10 +2,11 @@ import ArgumentParser
 import Foundation
 import UnCLIPModels
 
-/// The `unclip` command-line tool.
-@main
-struct UnCLIPCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `unclip` command-line tool (a library target, so tests drive it in-process; the executable only calls `main`).
+public struct UnCLIPCommand: ParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "unclip",
         abstract: "unCLIP (DALL·E 2) in Swift: text → CLIP → prior → decoder → super-resolution.",
         discussion: """
@@ -21,7 +22,7 @@ struct UnCLIPCommand: ParsableCommand {
     /// regions in a sampling run then waits for a descheduled spinner: a tiny pipeline took 24 s instead of 0.1 s
     /// here. libgomp reads OMP_WAIT_POLICY once, when it loads, so the process re-executes itself with it set.
     /// Benchmarks keep the caller's environment, so they compare with PyTorch under the same policy.
-    static func main() {
+    public static func main() {
         #if os(Linux)
         let arguments = CommandLine.arguments
         if getenv("OMP_WAIT_POLICY") == nil, arguments.count > 1, arguments[1] != "bench" {

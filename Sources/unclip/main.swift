@@ -1,0 +1,3 @@
+import UnCLIPCLI
+
+UnCLIPCommand.main()

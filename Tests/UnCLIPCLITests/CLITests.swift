@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+@testable import UnCLIPCLI
+import UnCLIPImage
+
+/// The command-line tool driven in-process, on the parity fixtures' tiny pipelines.
+final class CLITests: XCTestCase {
+    static let parity = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../UnCLIPModelsTests/Fixtures/parity").standardizedFileURL
+
+    func run(_ arguments: [String]) throws {
+        var command = try UnCLIPCommand.parseAsRoot(arguments)
+        try command.run()
+    }
+
+    func temporaryFile(_ name: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-cli-\(UUID().uuidString)-\(name)")
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    func testGenerateWithRecordedNoiseReproducesTheReferenceImage() throws {
+        let dir = Self.parity.appendingPathComponent("tiny_karlo_structure")
+        let out = temporaryFile("frog.png")
+        try run(["generate", "a high-resolution photograph of a big red frog on a green leaf.", "--model", dir.path,
+                 "--noise", dir.appendingPathComponent("noise.safetensors").path,
+                 "--decoder-steps", "7", "--super-res-steps", "3", "-o", out.path, "--quiet"])
+        let ours = try RGBImage(contentsOf: out), reference = try RGBImage(contentsOf: dir.appendingPathComponent("image.png"))
+        XCTAssertEqual(ours.width, reference.width)
+        let worst = zip(ours.pixels, reference.pixels).map { abs(Int($0) - Int($1)) }.max() ?? 255
+        XCTAssertLessThanOrEqual(worst, 1, "CLI image differs from diffusers' by \(worst) levels")
+    }
+
+    func testVaryWritesAGridAndNumberedFiles() throws {
+        let dir = Self.parity.appendingPathComponent("tiny_variation")
+        let out = temporaryFile("vary.png")
+        try run(["vary", Self.parity.appendingPathComponent("tiny_variation_pil/input.png").path, "--model", dir.path,
+                 "-n", "2", "--decoder-steps", "2", "--super-res-steps", "2", "-o", out.path, "--quiet"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.path))
+        let stem = out.deletingPathExtension().path
+        for i in 1...2 { XCTAssertTrue(FileManager.default.fileExists(atPath: "\(stem)-\(i).png")) }
+        addTeardownBlock { for i in 1...2 { try? FileManager.default.removeItem(atPath: "\(stem)-\(i).png") } }
+    }
+
+    func testImpossibleArgumentsAreRejectedWithAReason() {
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--prior-steps", "1"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("--prior-steps"))
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "-n", "0"]))
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--noise", "/nonexistent.safetensors"]))
+        XCTAssertThrowsError(try run(["generate", "x", "--model", "/nonexistent/model"])) {
+            XCTAssertTrue("\($0)".contains("/nonexistent/model"))
+        }
+    }
+
+    func testInspectAndDataShapes() throws {
+        try run(["inspect", Self.parity.appendingPathComponent("tiny_diffusers").path])
+        let out = temporaryFile("shapes")
+        try run(["data", "shapes", "--count", "3", "--out", out.path])
+        for name in ["000000.png", "000000.txt", "000002.png", "scenes.jsonl"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(name).path), name)
+        }
+    }
+}
