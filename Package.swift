@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "UnCLIPModels", targets: ["UnCLIPModels"]),
         .library(name: "UnCLIPTraining", targets: ["UnCLIPTraining"]),
         .library(name: "UnCLIPEvaluation", targets: ["UnCLIPEvaluation"]),
+        .library(name: "UnCLIPShapesModel", targets: ["UnCLIPShapesModel"]),
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [
@@ -38,8 +39,10 @@ let package = Package(
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),
+        // The ShapesWorld pipeline trained by this project (docs/training.md), shipped as a resource (fp16, 15 MB).
+        .target(name: "UnCLIPShapesModel", resources: [.copy("shapes-unclip")]),
         .target(name: "UnCLIPCLI", dependencies: [
-            "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation",
+            "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation", "UnCLIPShapesModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "unclip", dependencies: ["UnCLIPCLI"]),
@@ -52,6 +55,7 @@ let package = Package(
         .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining"]),
         .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation"]),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage"]),
+        .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels"], exclude: ["reference.png"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -2,20 +2,22 @@ import ArgumentParser
 import Foundation
 import UnCLIPModels
 import UnCLIPImage
+import UnCLIPShapesModel
 
 /// Where the model comes from.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("A diffusers-layout unCLIP directory (e.g. Karlo).", valueName: "dir"))
+    @Option(name: .long, help: ArgumentHelp("A diffusers-layout unCLIP directory (e.g. Karlo); default: the embedded ShapesWorld model.", valueName: "dir"))
     var model: String?
 
     @Option(help: ArgumentHelp("Prefer this weight-file variant (e.g. fp16); fp32 files are used otherwise.", valueName: "name"))
     var variant: String?
 
     func pipeline() throws -> UnCLIPPipeline {
-        guard let model else {
-            throw ValidationError("no --model given, and this build ships no embedded model yet: pass --model DIR (a diffusers unCLIP directory such as Karlo)")
+        if let model { return try UnCLIPPipeline(directory: URL(fileURLWithPath: model), variant: variant) }
+        guard let embedded = EmbeddedModel.url else {
+            throw ValidationError("this build has no embedded model (its resources are missing): pass --model DIR, a diffusers unCLIP directory such as Karlo")
         }
-        return try UnCLIPPipeline(directory: URL(fileURLWithPath: model), variant: variant)
+        return try UnCLIPPipeline(directory: embedded, variant: variant)
     }
 }
 

@@ -77,7 +77,7 @@ struct Train: ParsableCommand {
 
     static func finish(_ outcomes: [TrainingOutcome]) throws {
         for o in outcomes {
-            print("\(o.stage): \(o.completedSteps)/\(o.totalSteps) steps, final loss \(String(format: "%.4f", o.finalLoss)), \(String(format: "%.2f", o.stepsPerSecond)) steps/s\(o.interrupted ? " (interrupted: resume with --resume)" : "")")
+            print("\(o.stage): \(o.completedSteps)/\(o.totalSteps) steps, final loss \(o.finalLoss.isFinite ? String(format: "%.4f", o.finalLoss) : "– (already trained)"), \(String(format: "%.2f", o.stepsPerSecond)) steps/s\(o.interrupted ? " (interrupted: resume with --resume)" : "")")
         }
         if outcomes.contains(where: \.interrupted) { throw ExitCode(130) }
     }

@@ -1,11 +1,15 @@
 import Foundation
 import XCTest
 import UnCLIPEvaluation
+import UnCLIPImage
 import UnCLIPModels
 import UnCLIPShapesModel
 
-/// Regression tests of the shipped ShapesWorld model: it loads, and its images parse back to their captions.
+/// Regression tests of the shipped ShapesWorld model: it loads, draws deterministically, and still draws the picture
+/// it drew when it was trained (a broken stage — tokenizer, CLIP, prior, decoder, upsampling — changes it).
 final class EmbeddedModelTests: XCTestCase {
+    static let reference = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("reference.png")
+
     func pipeline() throws -> UnCLIPPipeline {
         let url = try XCTUnwrap(EmbeddedModel.url, "the embedded model is missing from the package resources")
         let pipeline = try UnCLIPPipeline(directory: url)
@@ -13,38 +17,55 @@ final class EmbeddedModelTests: XCTestCase {
         return pipeline
     }
 
+    /// The reference settings: the default guidance, fewer steps to keep the test quick.
+    static var options: SamplingOptions {
+        var o = SamplingOptions()
+        o.priorSteps = 10; o.decoderSteps = 10; o.superResSteps = 7
+        return o
+    }
+
+    func draw(_ pipeline: UnCLIPPipeline) throws -> RGBImage {
+        var noise = SeededNoise(seed: 7)
+        return UnCLIPPipeline.images(from: try pipeline.generate(prompts: ["a red circle above a blue square"], options: Self.options, noise: &noise))[0]
+    }
+
     func testEveryComponentLoads() throws {
         let dir = try pipeline().directory
         for name in ["text_encoder", "image_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last"] {
             XCTAssertTrue(dir.has(name), name)
         }
+        XCTAssertEqual(try dir.loadDecoder().config.outChannels, 6)
         _ = try dir.loadTextEncoder(); _ = try dir.loadImageEncoder(); _ = try dir.loadPrior()
-        _ = try dir.loadTextProj(); _ = try dir.loadDecoder(); _ = try dir.loadSuperRes("super_res_first")
+        _ = try dir.loadTextProj(); _ = try dir.loadSuperRes("super_res_first")
     }
 
-    func testImagesMatchTheirCaptions() throws {
+    func testDrawsTheReferenceImage() throws {
         let pipeline = try pipeline()
-        // Simple prompts the model draws reliably; a broken stage (CLIP, prior, decoder, upsampling) fails them.
-        let prompts = ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple circle", "an orange square"]
-        var correct = 0
-        var failures: [String] = []
-        for (i, prompt) in prompts.enumerated() {
-            var noise = SeededNoise(seed: UInt64(100 + i))
-            let image = UnCLIPPipeline.images(from: try pipeline.generate(prompts: [prompt], noise: &noise))[0]
-            XCTAssertEqual(image.width, 128)
-            let result = try CaptionCheck.evaluate(caption: prompt, image: image)
-            if result.correct { correct += 1 } else { failures.append("\(prompt): found \(result.detected)") }
-        }
-        XCTAssertGreaterThanOrEqual(correct, 5, "only \(correct) of \(prompts.count) images match: \(failures)")
+        let image = try draw(pipeline)
+        XCTAssertEqual(image.width, 128)
+        XCTAssertEqual(image.height, 128)
+        if ProcessInfo.processInfo.environment["UNCLIP_WRITE_REFERENCE"] == "1" { try image.writePNG(to: Self.reference) }
+        let reference = try RGBImage(contentsOf: Self.reference)
+        let diffs = zip(image.pixels, reference.pixels).map { abs(Int($0) - Int($1)) }
+        let mean = Double(diffs.reduce(0, +)) / Double(diffs.count)
+        let far = diffs.filter { $0 > 2 }.count
+        // Same seed and settings give the same bits on one machine; allow for a last-bit difference of the
+        // floating-point kernels on another CPU, not for a different picture.
+        XCTAssertLessThan(mean, 0.5, "mean difference from the reference image: \(mean) levels")
+        XCTAssertLessThan(far, diffs.count / 100, "\(far) values differ by more than 2 levels")
+        // A broken pipeline tends to collapse to a flat image: the reference has real structure.
+        let levels = Set(stride(from: 0, to: image.pixels.count, by: 3).map { image.pixels[$0] })
+        XCTAssertGreaterThan(levels.count, 50)
     }
 
     func testSameSeedSameImage() throws {
         let pipeline = try pipeline()
-        var options = SamplingOptions()
-        options.priorSteps = 5; options.decoderSteps = 5; options.superResSteps = 3
-        var a = SeededNoise(seed: 9), b = SeededNoise(seed: 9)
-        let x = try pipeline.generate(prompts: ["a red circle above a blue square"], options: options, noise: &a)
-        let y = try pipeline.generate(prompts: ["a red circle above a blue square"], options: options, noise: &b)
-        XCTAssertEqual(x.toArray(), y.toArray())
+        XCTAssertEqual(try draw(pipeline), try draw(pipeline))
+    }
+
+    func testParserReadsTheReferenceSettingsOutput() throws {
+        // The evaluator runs on the embedded model's output without errors (accuracy itself is in docs/evaluation.md).
+        let result = try CaptionCheck.evaluate(caption: "a red circle above a blue square", image: try draw(try pipeline()))
+        XCTAssertEqual(result.expected.objects.count, 2)
     }
 }
