@@ -10,8 +10,9 @@ public struct UnCLIPCommand: ParsableCommand {
         commandName: "unclip",
         abstract: "unCLIP (DALL·E 2) in Swift: text → CLIP → prior → decoder → super-resolution.",
         discussion: """
-            Run `unclip selftest` to check the tensor engine on this machine, and `unclip bench ops` for \
-            op timings that join with `peer_torch.py ops` (PyTorch on the same CPU).
+            `unclip generate "a red circle above a blue square"` draws with the embedded ShapesWorld model; \
+            `--model DIR` uses any diffusers-layout unCLIP directory (e.g. Karlo). `unclip train all` trains one \
+            from scratch, `unclip evaluate` scores it, `unclip selftest` checks the engine on this machine.
             """,
         subcommands: [Generate.self, Vary.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 
