@@ -35,6 +35,13 @@ public func loadConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -> T 
 }
 
 extension KeyedDecodingContainer {
+    /// (option, value) when `key` is present with a value outside `allowed` (nil in `allowed` accepts JSON null).
+    func unsupported<T: Decodable & Equatable>(_ key: K, _ type: T.Type, allowed: [T?]) throws -> (String, String)? {
+        guard contains(key) else { return nil }
+        let v = try decodeIfPresent(T.self, forKey: key)
+        return allowed.contains(v) ? nil : (key.stringValue, v.map { "\($0)" } ?? "null")
+    }
+
     /// The value at `key`, or `fallback` when the key is absent or JSON null.
     func value<T: Decodable>(_ key: K, or fallback: T) throws -> T {
         try decodeIfPresent(T.self, forKey: key) ?? fallback

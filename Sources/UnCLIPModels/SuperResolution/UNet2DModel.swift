@@ -52,9 +52,7 @@ public struct UNet2DConfig: Decodable, Sendable {
         flipSinToCos = try c.value(.flipSinToCos, or: d.flipSinToCos)
         freqShift = try c.value(.freqShift, or: d.freqShift)
         func expect<T: Decodable & Equatable>(_ key: CodingKeys, _ type: T.Type, _ allowed: [T?]) throws {
-            guard c.contains(key) else { return }
-            let v = try c.decodeIfPresent(T.self, forKey: key)
-            if !allowed.contains(v) { unsupported.append((key.rawValue, v.map { "\($0)" } ?? "null")) }
+            if let found = try c.unsupported(key, type, allowed: allowed) { unsupported.append(found) }
         }
         try expect(.actFn, String.self, ["silu", "swish"])
         try expect(.centerInputSample, Bool.self, [false, nil])
