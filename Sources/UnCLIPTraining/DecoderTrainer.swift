@@ -32,6 +32,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
     public var precision: WeightPrecision = .fp16
+    /// A pipeline directory whose `decoder` and `text_proj` weights start the run instead of random ones (fine-tuning
+    /// or extending a finished run); its configs must match these settings.
+    public var initializeFrom: String? = nil
 
     public init() {}
 
@@ -40,7 +43,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         case attentionHeadDim = "attention_head_dim", crossAttentionDim = "cross_attention_dim"
         case extraContextTokens = "extra_context_tokens", normGroups = "norm_groups"
         case imageEmbeddingDropout = "image_embedding_dropout", captionDropout = "caption_dropout"
-        case precision
+        case precision, initializeFrom = "initialize_from"
     }
 
     public init(from decoder: Decoder) throws {
@@ -56,6 +59,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         imageEmbeddingDropout = try c.decodeIfPresent(Float.self, forKey: .imageEmbeddingDropout) ?? d.imageEmbeddingDropout
         captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
+        initializeFrom = try c.decodeIfPresent(String.self, forKey: .initializeFrom)
     }
 
     func validate() throws {
@@ -129,6 +133,12 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             decoder: try UNet2DConditionModel(try ComponentWriter.decode(UNet2DConditionConfig.self, from: unetJSON)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         model.resetParameters(using: &initRNG)
+        if let initializeFrom {
+            let source = try PipelineDirectory(URL(fileURLWithPath: initializeFrom))
+            try model.decoder.load(try source.weights("decoder"))
+            try model.text_proj.load(try source.weights("text_proj"))
+            progress(.message(stage: "decoder", text: "initialised decoder and text_proj from \(initializeFrom)"))
+        }
         model.requiresGrad(true)
         let nullEmbedding = model.text_proj.stateDict()["learned_classifier_free_guidance_embeddings"]!
 
