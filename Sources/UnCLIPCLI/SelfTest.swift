@@ -6,6 +6,7 @@ import UnCLIPImage
 /// `unclip selftest`: checks the tensor engine, the file formats and the compute speed on this machine.
 struct SelfTest: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "selftest",
         abstract: "Check the engine on this machine: gradients, attention, files, RNG and GEMM speed.",
         discussion: "Prints one line per check and exits non-zero if any fails. Writes a sample grid PNG with --output.")
 

@@ -62,3 +62,11 @@ final class CLITests: XCTestCase {
         }
     }
 }
+
+extension CLITests {
+    func testSelfTestPassesAndWritesItsImage() throws {
+        let out = temporaryFile("selftest.png")
+        try run(["selftest", "-o", out.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out.path))
+    }
+}
