@@ -22,11 +22,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries (Debian: libdnnl-dev, libpng-dev, libjpeg-dev; libgomp comes with gcc).
+        // System libraries (Debian: libdnnl-dev, libpng-dev, libjpeg-dev, zlib1g-dev; libgomp comes with gcc).
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "COpenMP", path: "Sources/COpenMP"),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
 
         // libjpeg reports errors by longjmp, which must never cross Swift frames: a small C wrapper catches them.
         .target(name: "CJPEGDecode", dependencies: ["CJPEG"], linkerSettings: [.linkedLibrary("jpeg")]),
@@ -35,7 +36,7 @@ let package = Package(
                 swiftSettings: engineSettings,
                 linkerSettings: [.linkedLibrary(":libgomp.so.1", .when(platforms: [.linux]))]),
         .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings),
-        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: engineSettings),
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages swift-unclip links against, when they are missing.
-# oneDNN (GEMM and convolution), libpng and libjpeg (image files); libgomp comes with gcc.
+# oneDNN (GEMM and convolution), libpng and libjpeg (image files), zlib (animated PNG); libgomp comes with gcc.
 set -euo pipefail
 need=()
-for pkg in libdnnl-dev libpng-dev libjpeg-dev pkg-config; do
+for pkg in libdnnl-dev libpng-dev libjpeg-dev zlib1g-dev pkg-config; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

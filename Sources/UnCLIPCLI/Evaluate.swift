@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UnCLIPModels
 import UnCLIPEvaluation
+import UnCLIPTraining
 
 /// `unclip evaluate`: caption fidelity, diversity and CLIP score on ShapesWorld prompts.
 struct Evaluate: ParsableCommand {
@@ -11,7 +12,26 @@ struct Evaluate: ParsableCommand {
             Reports colour, shape, count, binding, relation and whole-caption accuracy for one- and two-object \
             prompts, the spread of object positions and sizes across a prompt's images, the CLIP score from the \
             pipeline's own CLIP, and the time per image.
+            --task inversion: DDIM-inversion round trips of ShapesWorld renders (PSNR at the decoder's resolution). \
+            --task textdiff: the paper's text diff on renders of a red circle, "a red circle" → "a blue circle" at \
+            θ = 0.5, judged by the parser (blue circle, centre kept within 8 px).
             """)
+
+    enum Task: String, ExpressibleByArgument, CaseIterable {
+        case captions, inversion, textdiff
+    }
+
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, or textdiff.")
+    var task: Task = .captions
+
+    @Option(help: "Cases for --task inversion / textdiff.")
+    var cases = 50
+
+    @Option(help: "Decoder guidance of the DDIM passes (--task inversion / textdiff).")
+    var ddimGuidance: Float = DDIMOptions().guidance
+
+    @Option(help: "Depth of the DDIM inversion (--task inversion / textdiff): the fraction of the noise schedule climbed.")
+    var depth: Double = DDIMOptions().depth
 
     @OptionGroup var model: ModelOptions
 
@@ -27,24 +47,56 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the sampling noise.")
     var seed: UInt64 = 1
 
-    @Option(help: "Write a grid of the first prompts' images here.")
+    @Option(help: "Write a labelled grid of the first prompts' images here.")
     var grid: String?
+
+    @Option(help: "Classifier-free guidance scale of the prior (default: the model's).")
+    var priorGuidance: Float?
+
+    @Option(help: "Classifier-free guidance scale of the decoder (default: the model's).")
+    var decoderGuidance: Float?
+
+    @Flag(help: "Print every image's verdict and the objects the parser found.")
+    var verbose = false
 
     func validate() throws {
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1 (got \(prompts))") }
         guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
+        guard cases >= 1 else { throw ValidationError("--cases must be at least 1 (got \(cases))") }
+        guard ddimGuidance.isFinite && ddimGuidance >= 1 else { throw ValidationError("--ddim-guidance must be ≥ 1 (got \(ddimGuidance))") }
     }
 
     func run() throws {
         let pipeline = try model.pipeline()
         pipeline.keepLoaded = true
+        var ddim = DDIMOptions(guidance: ddimGuidance)
+        ddim.depth = depth
+        switch task {
+        case .captions: break
+        case .inversion:
+            let world = ShapesWorld(seed: promptSeed)
+            let images = (0..<cases).map { ShapesWorld.render(world.scene(at: $0)) }
+            let bar = ProgressBar("inversion", total: cases)
+            print(try evaluateInversion(pipeline: pipeline, images: images, options: ddim) { done, _ in bar.update(done) })
+            return
+        case .textdiff:
+            let bar = ProgressBar("text diff", total: cases)
+            print(try evaluateTextDiff(pipeline: pipeline, cases: cases, options: ddim) { done, _ in bar.update(done) })
+            return
+        }
         var c = ShapesEvaluationConfiguration()
         c.promptCount = prompts
         c.imagesPerPrompt = n
         c.promptSeed = promptSeed
         c.noiseSeed = seed
         c.gridURL = grid.map { URL(fileURLWithPath: $0) }
+        c.sampling = try SamplingOptions(defaultsOf: pipeline.directory)
+        if let priorGuidance { c.sampling.priorGuidance = priorGuidance }
+        if let decoderGuidance { c.sampling.decoderGuidance = decoderGuidance }
+        if verbose { c.log = { print($0) } }
         let bar = ProgressBar("evaluate", total: prompts)
+        let o = c.sampling
+        print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")
         let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
         print(report)
     }

@@ -32,31 +32,32 @@ struct SamplingArguments: ParsableArguments {
     @Option(help: ArgumentHelp("Replay recorded noise from a safetensors file (tensors prior.K, decoder.K, super_res.K).", valueName: "file"))
     var noise: String?
 
-    @Option(help: "Decoder denoising steps.")
-    var decoderSteps = 25
+    @Option(help: "Decoder denoising steps (default: the model's; diffusers' 25).")
+    var decoderSteps: Int?
 
-    @Option(help: "Super-resolution denoising steps.")
-    var superResSteps = 7
+    @Option(help: "Super-resolution denoising steps (default: the model's; diffusers' 7).")
+    var superResSteps: Int?
 
-    @Option(help: "Classifier-free guidance scale of the decoder.")
-    var decoderGuidance: Float = 8.0
+    @Option(help: "Classifier-free guidance scale of the decoder (default: the model's; diffusers' 8, the embedded model's 3).")
+    var decoderGuidance: Float?
 
     @Flag(help: "No progress bars.")
     var quiet = false
 
     func validate() throws {
         guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
-        guard decoderSteps >= 2 else { throw ValidationError("--decoder-steps must be at least 2 (got \(decoderSteps))") }
-        guard superResSteps >= 2 else { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
+        if let decoderSteps, decoderSteps < 2 { throw ValidationError("--decoder-steps must be at least 2 (got \(decoderSteps))") }
+        if let superResSteps, superResSteps < 2 { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
         if let noise, !FileManager.default.fileExists(atPath: noise) { throw ValidationError("--noise: no such file: \(noise)") }
     }
 
-    func options() -> SamplingOptions {
-        var o = SamplingOptions()
+    /// The model's defaults (diffusers' unless its directory says otherwise), with the options given here.
+    func options(for pipeline: UnCLIPPipeline) throws -> SamplingOptions {
+        var o = try SamplingOptions(defaultsOf: pipeline.directory)
         o.imagesPerPrompt = n
-        o.decoderSteps = decoderSteps
-        o.superResSteps = superResSteps
-        o.decoderGuidance = decoderGuidance
+        if let decoderSteps { o.decoderSteps = decoderSteps }
+        if let superResSteps { o.superResSteps = superResSteps }
+        if let decoderGuidance { o.decoderGuidance = decoderGuidance }
         return o
     }
 

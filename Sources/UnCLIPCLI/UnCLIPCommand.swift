@@ -14,7 +14,7 @@ public struct UnCLIPCommand: ParsableCommand {
             `--model DIR` uses any diffusers-layout unCLIP directory (e.g. Karlo). `unclip train all` trains one \
             from scratch, `unclip evaluate` scores it, `unclip selftest` checks the engine on this machine.
             """,
-        subcommands: [Generate.self, Vary.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
+        subcommands: [Generate.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 
     /// Runs the command, first making libgomp's idle threads sleep instead of spin unless the user chose a policy.
     ///

@@ -14,6 +14,8 @@ public struct ShapesEvaluationConfiguration: Sendable {
     public var sampling = SamplingOptions()
     /// Where to write a labelled sample grid (first prompts), if anywhere.
     public var gridURL: URL?
+    /// Called with one line per image (caption, verdict, detected objects), if set.
+    public var log: (@Sendable (String) -> Void)?
 
     public init() {}
 }
@@ -64,7 +66,7 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     let processor = FileManager.default.fileExists(atPath: processorConfig.path) ? try CLIPImageProcessor(configURL: processorConfig) : CLIPImageProcessor()
     var spreads: [(Double, Double)] = []
     var clipScores: [Double] = []
-    var gridImages: [RGBImage] = []
+    var gridRows: [RGBImage] = []
     var seconds = 0.0
     for p in 0..<c.promptCount {
         let caption = world.scene(at: p).caption
@@ -73,9 +75,12 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
         seconds += Date().timeIntervalSince(start)
         let images = UnCLIPPipeline.images(from: batch)
         let expected = try CaptionParser.parse(caption)
-        for image in images {
+        var verdicts: [Bool] = []
+        for (k, image) in images.enumerated() {
             let result = try CaptionCheck.evaluate(caption: caption, image: image, parser: parser)
             if expected.objects.count == 1 { report.oneObject.add(result) } else { report.twoObjects.add(result) }
+            verdicts.append(result.correct)
+            c.log?("\(p).\(k) \(result.correct ? "ok   " : "wrong") \(caption) | found: \(result.detected.map(\.description).joined(separator: "; "))")
         }
         let diversity = try ShapesDiversity.measure(images, caption: caption, parser: parser)
         if diversity.objects > 0 { spreads.append((diversity.positionSpread, diversity.sizeSpread)) }
@@ -84,7 +89,11 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
             let textEmbeds = withNoGrad { textEncoder(pipeline.tokenizer([caption], padToLength: pipeline.tokenizer.modelMaxLength).ids).textEmbeds }
             for i in 0..<images.count { clipScores.append(100 * cosine(textEmbeds, row: 0, imageEmbeds, row: i)) }
         }
-        if gridImages.count < 16 { gridImages.append(contentsOf: images.prefix(4)) }
+        if gridRows.count < 6 {
+            // One row per prompt: the caption above, the parser's verdict under each image.
+            gridRows.append(RGBImage.labelledGrid(Array(images.prefix(4)), labels: verdicts.prefix(4).map { $0 ? "ok" : "WRONG" },
+                                                  columns: 4, padding: 4, title: caption))
+        }
         report.images += images.count
         progress?(p + 1, c.promptCount)
     }
@@ -94,8 +103,8 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     report.clipScore = clipScores.isEmpty ? 0 : clipScores.reduce(0, +) / Double(clipScores.count)
     report.secondsPerPrompt = seconds / Double(max(c.promptCount, 1))
     report.secondsPerImage = seconds / Double(max(report.images, 1))
-    if let url = c.gridURL, !gridImages.isEmpty {
-        try RGBImage.grid(gridImages, columns: min(4, gridImages.count), padding: 4).writePNG(to: url)
+    if let url = c.gridURL, !gridRows.isEmpty {
+        try RGBImage.grid(gridRows, columns: 1, padding: 0).writePNG(to: url)
     }
     return report
 }

@@ -15,13 +15,13 @@ public struct TokenizerTrainingConfiguration: Codable, Equatable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case maxMerges = "max_merges", minimumFrequency = "minimum_frequency", modelMaxLength = "model_max_length"
         case maxCaptions = "max_captions"
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "tokenizer")
         let d = TokenizerTrainingConfiguration()
         maxMerges = try c.decodeIfPresent(Int.self, forKey: .maxMerges) ?? d.maxMerges
         minimumFrequency = try c.decodeIfPresent(Int.self, forKey: .minimumFrequency) ?? d.minimumFrequency

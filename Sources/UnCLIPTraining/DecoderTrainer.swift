@@ -6,15 +6,22 @@ import UnCLIPModels
 /// Settings of the decoder: a UNet2DConditionModel with UnCLIPTextProjModel that generates the 32 × 32 image from a
 /// CLIP image embedding and the caption's CLIP text features (unCLIP §2.1, GLIDE-style conditioning).
 ///
-/// Variance: learned, as in the paper's decoder (GLIDE / Improved DDPM). The UNet predicts ε and an interpolation
-/// value v per pixel (out_channels 6), trained with the hybrid loss ε-MSE + L_vb, where L_vb is the KL between the true
-/// posterior q(x_{t−1} | x_t, x₀) and the model's Gaussian with a stop-gradient mean, so it only teaches the variance
-/// (Nichol & Dhariwal 2021). `decoder_scheduler` is `learned_range`, exactly Karlo's configuration — which also keeps
-/// the directory loadable by diffusers' UnCLIPPipeline, whose guidance code splits the decoder output into ε and
-/// variance halves and fails on a 3-channel decoder. At t = 0 the KL uses the clipped posterior variance instead of
-/// the discretised-Gaussian likelihood (a simplification; the term is one of a thousand).
+/// Output: out_channels 6, the prediction (x₀ by default, or ε) and a per-pixel variance interpolation value v, with
+/// `decoder_scheduler` `learned_range` — Karlo's layout, which also keeps the directory loadable by diffusers'
+/// UnCLIPPipeline (its guidance code splits the decoder output into prediction and variance halves and fails on a
+/// 3-channel decoder). v is either regressed to −1 (β̃_t: fixed-small variance, the default) or trained with Improved
+/// DDPM's L_vb, the KL between the true posterior q(x_{t−1} | x_t, x₀) and the model's Gaussian with a stop-gradient
+/// mean (the paper's learned variance; at t = 0 the KL uses the clipped posterior variance instead of the discretised
+/// Gaussian likelihood, a simplification for one term in a thousand). docs/training.md has the measurements behind
+/// the defaults.
 public struct DecoderTrainingConfiguration: Codable, Sendable {
-    public var training = TrainingSchedule(steps: 2400, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
+    /// How the decoder's variance channels are trained.
+    public enum VarianceLoss: String, Codable, Sendable, CaseIterable {
+        case fixedSmall = "fixed_small"
+        case kl
+    }
+
+    public var training = TrainingSchedule(steps: 5000, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
                                            warmupSteps: 150, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
                                            checkpointEvery: 200, seed: 3)
     /// Channels per resolution level (each a multiple of `normGroups`); the first level has no attention.
@@ -31,6 +38,21 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     public var imageEmbeddingDropout: Float = 0.1
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
+    /// What the UNet's first three channels predict: the clean image x₀ (`sample`, the default) or the noise ε
+    /// (`epsilon`, Karlo's choice). Measured here (docs/training.md): small ε decoders trained for an hour tint whole
+    /// images — at high noise a 32 × 32 noise image's mean colour is as large as the signal, and an ε model must be
+    /// accurate to √ᾱ_t to tell them apart — while x₀ decoders learn the white background directly.
+    public var predictionType: UnCLIPSchedulerConfig.PredictionType = .sample
+    /// How the variance channels v are trained. `fixed_small` (the default): v is regressed to −1, which makes the
+    /// scheduler's learned_range variance the posterior variance β̃_t, i.e. fixed_small variance, while the
+    /// directory keeps the 6-channel decoder diffusers' pipeline needs. `kl`: Improved DDPM's L_vb (the paper's
+    /// learned variance); with x₀ prediction its low-noise x₀ errors make the KL ask for variances far above β_t
+    /// (v ≈ 9 after 1000 steps, measured), which ruins sampling.
+    public var varianceLoss: VarianceLoss = .fixedSmall
+    /// γ of the weight of the prediction MSE: clamp(SNR(t), 1, γ) for x₀ prediction (low-noise steps, whose x₀ is
+    /// the final picture, count up to γ times more), clamp(1/SNR(t), 1, γ) for ε prediction (high-noise steps'
+    /// x₀ errors count up to γ times more); 1 = the plain MSE.
+    public var snrWeightCap: Float = 5
     public var precision: WeightPrecision = .fp16
     /// A pipeline directory whose `decoder` and `text_proj` weights start the run instead of random ones (fine-tuning
     /// or extending a finished run); its configs must match these settings.
@@ -38,16 +60,17 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case training, blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
         case attentionHeadDim = "attention_head_dim", crossAttentionDim = "cross_attention_dim"
         case extraContextTokens = "extra_context_tokens", normGroups = "norm_groups"
         case imageEmbeddingDropout = "image_embedding_dropout", captionDropout = "caption_dropout"
-        case precision, initializeFrom = "initialize_from"
+        case precision, initializeFrom = "initialize_from", predictionType = "prediction_type"
+        case snrWeightCap = "snr_weight_cap", varianceLoss = "variance_loss"
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "decoder")
         let d = DecoderTrainingConfiguration()
         training = try c.decodeIfPresent(TrainingScheduleOverride.self, forKey: .training)?.applied(to: d.training) ?? d.training
         blockOutChannels = try c.decodeIfPresent([Int].self, forKey: .blockOutChannels) ?? d.blockOutChannels
@@ -60,6 +83,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
         initializeFrom = try c.decodeIfPresent(String.self, forKey: .initializeFrom)
+        predictionType = try c.decodeIfPresent(UnCLIPSchedulerConfig.PredictionType.self, forKey: .predictionType) ?? d.predictionType
+        snrWeightCap = try c.decodeIfPresent(Float.self, forKey: .snrWeightCap) ?? d.snrWeightCap
+        varianceLoss = try c.decodeIfPresent(VarianceLoss.self, forKey: .varianceLoss) ?? d.varianceLoss
     }
 
     func validate() throws {
@@ -74,6 +100,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         try check(layersPerBlock >= 1, "layers_per_block", layersPerBlock, "at least 1")
         try check((0...1).contains(imageEmbeddingDropout), "image_embedding_dropout", imageEmbeddingDropout, "in [0, 1]")
         try check((0...1).contains(captionDropout), "caption_dropout", captionDropout, "in [0, 1]")
+        try check(snrWeightCap >= 1 && snrWeightCap.isFinite, "snr_weight_cap", snrWeightCap, "a finite number ≥ 1")
     }
 
     /// diffusers' `UNet2DConditionModel` config for `decoder/config.json` (Karlo's block types at this size).
@@ -108,9 +135,10 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         ]
     }
 
-    /// The decoder scheduler: ε prediction with learned-range variance, as Karlo's (see the type's documentation).
+    /// The decoder scheduler: learned-range variance, as Karlo's (see the type's documentation), and the configured
+    /// prediction type.
     public var schedulerConfig: UnCLIPSchedulerConfig {
-        UnCLIPSchedulerConfig(varianceType: .learnedRange, clipSample: true, clipSampleRange: 1, predictionType: .epsilon)
+        UnCLIPSchedulerConfig(varianceType: .learnedRange, clipSample: true, clipSampleRange: 1, predictionType: predictionType)
     }
 
     /// Trains decoder and text_proj on the frozen CLIP in `out`; writes `decoder/`, `text_proj/`, `decoder_scheduler/`.
@@ -175,12 +203,13 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
             let timesteps = (0..<b).map { _ in TrainingRandom.int(scheduler.config.numTrainTimesteps, using: &timeRNG) }
-            let c = HybridLossCoefficients(scheduler: scheduler, timesteps: timesteps)
+            let c = HybridLossCoefficients(scheduler: scheduler, timesteps: timesteps, predictionType: predictionType, snrWeightCap: snrWeightCap)
             let xt = withNoGrad { x0 * c.sqrtAlphaBar + noise * c.sqrtOneMinusAlphaBar }
             let output = model.decoder(xt, timesteps: timesteps, encoderHiddenStates: context, classLabels: additiveTime,
                                        attentionMask: mask)
-            let parts = output.split(sizes: [3, 3], axis: 1)  // ε and the variance interpolation v
-            return hybridLoss(epsilon: parts[0], v: parts[1], noise: noise, x0: x0, xt: xt, c)
+            let parts = output.split(sizes: [3, 3], axis: 1)  // x₀ or ε, and the variance interpolation v
+            return hybridLoss(prediction: parts[0], predictionType: predictionType, v: parts[1], noise: noise, x0: x0, xt: xt, c,
+                              varianceLoss: varianceLoss)
         }
         if outcome.exported {
             try ComponentWriter.writeModel(model.decoder, config: unetJSON, to: out.appendingPathComponent("decoder"),
@@ -227,11 +256,14 @@ enum RGBImageBatch {
 /// Per-sample diffusion coefficients [B, 1, 1, 1] for the hybrid loss, from the training schedule.
 struct HybridLossCoefficients {
     let sqrtAlphaBar, sqrtOneMinusAlphaBar: Tensor
+    /// Per-sample weight of the prediction MSE: clamp(SNR(t), 1, cap) for x₀, clamp(1/SNR(t), 1, cap) for ε.
+    let mseWeight: Tensor
     /// Posterior mean μ̃ = meanX0·x₀ + meanXt·x_t, and the log variances ln β̃_t (clipped) and ln β_t.
     let meanX0, meanXt: Tensor
     let posteriorLogVariance, betaLogVariance: Tensor
 
-    init(scheduler: UnCLIPScheduler, timesteps: [Int]) {
+    init(scheduler: UnCLIPScheduler, timesteps: [Int], predictionType: UnCLIPSchedulerConfig.PredictionType = .epsilon,
+         snrWeightCap: Float = 1) {
         func column(_ values: [Double]) -> Tensor { Tensor(shape: [values.count, 1, 1, 1], values.map { Float($0) }) }
         let abar = scheduler.alphasCumprod.map(Double.init), beta = scheduler.betas.map(Double.init)
         // ln β̃_t with β̃_0 = 0 replaced by β̃_1, as Improved DDPM's `posterior_log_variance_clipped`.
@@ -240,6 +272,10 @@ struct HybridLossCoefficients {
             return (1 - prev) / (1 - abar[t]) * beta[t]
         }
         sqrtAlphaBar = column(timesteps.map { abar[$0].squareRoot() })
+        mseWeight = column(timesteps.map { t in
+            let snr = abar[t] / (1 - abar[t])
+            return min(max(predictionType == .sample ? snr : 1 / snr, 1), Double(snrWeightCap))
+        })
         sqrtOneMinusAlphaBar = column(timesteps.map { (1 - abar[$0]).squareRoot() })
         meanX0 = column(timesteps.map { t in (t > 0 ? abar[t - 1] : 1).squareRoot() * beta[t] / (1 - abar[t]) })
         meanXt = column(timesteps.map { t in (1 - beta[t]).squareRoot() * (1 - (t > 0 ? abar[t - 1] : 1)) / (1 - abar[t]) })
@@ -248,15 +284,24 @@ struct HybridLossCoefficients {
     }
 }
 
-/// ε-MSE plus the variational-bound term that trains the learned variance (Improved DDPM's hybrid loss).
+/// The MSE of the prediction (x₀ or ε) plus the variational-bound term that trains the learned variance (Improved
+/// DDPM's hybrid loss).
 ///
-/// The model's mean is computed from a stop-gradient ε, so L_vb only moves v; v ∈ [−1, 1] interpolates the log
-/// variance between ln β̃_t and ln β_t exactly as `UnCLIPScheduler`'s learned_range does at sampling time.
-func hybridLoss(epsilon: Tensor, v: Tensor, noise: Tensor, x0: Tensor, xt: Tensor, _ c: HybridLossCoefficients) -> Tensor {
-    let diff = epsilon - noise
-    let mse = (diff * diff).mean()
+/// The model's mean is computed from a stop-gradient prediction, so L_vb only moves v; v ∈ [−1, 1] interpolates the
+/// log variance between ln β̃_t and ln β_t exactly as `UnCLIPScheduler`'s learned_range does at sampling time.
+func hybridLoss(prediction: Tensor, predictionType: UnCLIPSchedulerConfig.PredictionType, v: Tensor, noise: Tensor,
+                x0: Tensor, xt: Tensor, _ c: HybridLossCoefficients,
+                varianceLoss: DecoderTrainingConfiguration.VarianceLoss = .kl) -> Tensor {
+    let diff = prediction - (predictionType == .sample ? x0 : noise)
+    let mse = (diff * diff * c.mseWeight).mean()
+    if varianceLoss == .fixedSmall {
+        // v = −1 selects ln β̃_t in learned_range: the fixed_small variance.
+        let gap = v + 1
+        return mse + (gap * gap).mean()
+    }
     let (trueMean, modelMean) = withNoGrad { () -> (Tensor, Tensor) in
-        let x0Predicted = (xt - c.sqrtOneMinusAlphaBar * epsilon.detached()) / c.sqrtAlphaBar
+        let x0Predicted = predictionType == .sample
+            ? prediction.detached() : (xt - c.sqrtOneMinusAlphaBar * prediction.detached()) / c.sqrtAlphaBar
         return (c.meanX0 * x0 + c.meanXt * xt, c.meanX0 * x0Predicted + c.meanXt * xt)
     }
     let frac = (v + 1) * 0.5

@@ -23,14 +23,14 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case training, heads, headDim = "head_dim", layers, captionDropout = "caption_dropout"
         case statisticsSamples = "statistics_samples"
         case clipSampleRange = "clip_sample_range", precision
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "prior")
         let d = PriorTrainingConfiguration()
         training = try c.decodeIfPresent(TrainingScheduleOverride.self, forKey: .training)?.applied(to: d.training) ?? d.training
         heads = try c.decodeIfPresent(Int.self, forKey: .heads) ?? d.heads

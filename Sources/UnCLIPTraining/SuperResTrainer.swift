@@ -4,7 +4,7 @@ import UnCLIPImage
 import UnCLIPModels
 
 /// Settings of the 32 → 128 super-resolution UNet (UNet2DModel: 6 input channels = noisy high-res + upsampled
-/// low-res, ε output, additive time embedding, no attention), trained on random crops and run fully convolutionally
+/// low-res, x₀ or ε output, additive time embedding, no attention), trained on random crops and run fully convolutionally
 /// at 128 × 128.
 ///
 /// As in the unCLIP paper (§2.1, following Saharia et al.'s noise conditioning augmentation), the low-resolution
@@ -30,19 +30,25 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     /// Probability and largest standard deviation (in [−1, 1] units) of the Gaussian noise added to it.
     public var noiseProbability: Float = 0.5
     public var noiseMaxStd: Float = 0.05
+    /// What the UNet predicts: the clean image x₀ (`sample`, the default) or the noise ε (`epsilon`, Karlo's choice).
+    /// Super-resolution of these scenes is nearly deterministic given the low-resolution image, so an x₀ model is a
+    /// conditional-mean upsampler from the first step on; an ε model must be accurate at every noise level to keep
+    /// the image's overall colour, and small models trained briefly tint whole images (measured: docs/training.md).
+    public var predictionType: UnCLIPSchedulerConfig.PredictionType = .sample
     public var precision: WeightPrecision = .fp16
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case training, highResolution = "high_resolution", lowResolution = "low_resolution", cropSize = "crop_size"
         case blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block", normGroups = "norm_groups"
         case blurProbability = "blur_probability", blurSigmaMin = "blur_sigma_min", blurSigmaMax = "blur_sigma_max"
         case noiseProbability = "noise_probability", noiseMaxStd = "noise_max_std", precision
+        case predictionType = "prediction_type"
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "superres")
         let d = SuperResTrainingConfiguration()
         training = try c.decodeIfPresent(TrainingScheduleOverride.self, forKey: .training)?.applied(to: d.training) ?? d.training
         highResolution = try c.decodeIfPresent(Int.self, forKey: .highResolution) ?? d.highResolution
@@ -57,6 +63,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         noiseProbability = try c.decodeIfPresent(Float.self, forKey: .noiseProbability) ?? d.noiseProbability
         noiseMaxStd = try c.decodeIfPresent(Float.self, forKey: .noiseMaxStd) ?? d.noiseMaxStd
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
+        predictionType = try c.decodeIfPresent(UnCLIPSchedulerConfig.PredictionType.self, forKey: .predictionType) ?? d.predictionType
     }
 
     func validate() throws {
@@ -90,9 +97,9 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         ]
     }
 
-    /// The super-resolution scheduler: ε prediction, fixed_small_log variance.
+    /// The super-resolution scheduler: fixed_small_log variance, the configured prediction type.
     public var schedulerConfig: UnCLIPSchedulerConfig {
-        UnCLIPSchedulerConfig(varianceType: .fixedSmallLog, clipSample: true, clipSampleRange: 1, predictionType: .epsilon)
+        UnCLIPSchedulerConfig(varianceType: .fixedSmallLog, clipSample: true, clipSampleRange: 1, predictionType: predictionType)
     }
 
     /// Trains the super-resolution UNet; writes `super_res_first/`, `super_res_last/` and `super_res_scheduler/`.
@@ -136,7 +143,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
             return diffusionLoss(batch: b, scheduler: scheduler, rng: &timeRNG) { t, a, s in
                 let input = withNoGrad { Tensor.concat([x0 * a.perSample(rank: 4) + noise * s.perSample(rank: 4), condition], axis: 1) }
-                return (unet(input, timesteps: t), noise)
+                return (unet(input, timesteps: t), predictionType == .sample ? x0 : noise)
             }
         }
         if outcome.exported {

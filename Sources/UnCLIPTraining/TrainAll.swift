@@ -13,13 +13,13 @@ public struct TrainAllConfiguration: Codable, Sendable {
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
         case tokenizer, clip, prior, decoder, superRes = "superres"
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "training")
         let d = TrainAllConfiguration()
         shapesWorldSeed = try c.decodeIfPresent(UInt64.self, forKey: .shapesWorldSeed) ?? d.shapesWorldSeed
         shapesWorldCount = try c.decodeIfPresent(Int.self, forKey: .shapesWorldCount) ?? d.shapesWorldCount

@@ -62,7 +62,7 @@ public struct TrainingSchedule: Codable, Equatable, Sendable {
         self.seed = seed
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case steps, batchSize = "batch_size", learningRate = "learning_rate", minLearningRate = "min_learning_rate"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", beta1 = "beta1", beta2 = "beta2"
         case adamEpsilon = "adam_epsilon", gradientClip = "gradient_clip", emaDecay = "ema_decay"
@@ -71,7 +71,7 @@ public struct TrainingSchedule: Codable, Equatable, Sendable {
 
     /// Decodes the keys present and keeps `defaults` for the others.
     public init(from decoder: Decoder, defaults d: TrainingSchedule) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "training schedule")
         steps = try c.decodeIfPresent(Int.self, forKey: .steps) ?? d.steps
         batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? d.batchSize
         learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
@@ -455,5 +455,28 @@ final class TrainingLoop {
             return (Int(line[range.upperBound..<end]) ?? Int.max) <= step
         }
         try? (kept.map { $0 + "\n" }.joined()).write(to: logURL, atomically: true, encoding: .utf8)
+    }
+}
+
+/// Any JSON object key, for finding the ones a settings type does not know.
+private struct AnyKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+extension Decoder {
+    /// The keyed container of a settings object, after checking that every key in it is one of `keys`: a misspelt
+    /// option must be an error naming it, not a silently kept default.
+    func strictContainer<K: CodingKey & CaseIterable>(keyedBy keys: K.Type, section: String) throws -> KeyedDecodingContainer<K> {
+        let known = Set(K.allCases.map(\.stringValue))
+        let unknown = try container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter { !known.contains($0) }.sorted()
+        if let first = unknown.first {
+            throw DecodingError.dataCorrupted(DecodingError.Context(
+                codingPath: codingPath + [AnyKey(stringValue: first)],
+                debugDescription: "unknown \(section) option\(unknown.count > 1 ? "s" : "") \(unknown.map { "\"\($0)\"" }.joined(separator: ", ")) (known: \(known.sorted().joined(separator: ", ")))"))
+        }
+        return try container(keyedBy: K.self)
     }
 }

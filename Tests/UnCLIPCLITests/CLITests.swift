@@ -42,6 +42,37 @@ final class CLITests: XCTestCase {
         addTeardownBlock { for i in 1...2 { try? FileManager.default.removeItem(atPath: "\(stem)-\(i).png") } }
     }
 
+    func testManipulationsWriteTheirGridsOnAKarloStructuredPipeline() throws {
+        let dir = Self.parity.appendingPathComponent("tiny_variation").path
+        let input = Self.parity.appendingPathComponent("tiny_variation_pil/input.png").path
+        let fast = ["--model", dir, "--ddim-steps", "4", "--super-res-steps", "2", "--quiet"]
+        let strip = temporaryFile("interp.png")
+        try run(["interpolate", input, input, "--frames", "3", "-o", strip.path] + fast)
+        let animation = strip.deletingPathExtension().appendingPathExtension("apng")
+        addTeardownBlock { try? FileManager.default.removeItem(at: animation) }
+        XCTAssertGreaterThan(try RGBImage(contentsOf: strip).width, 3 * 32)
+        XCTAssertEqual(try RGBImage(contentsOf: animation).width, 32)  // an APNG's default image is its first frame
+        let diff = temporaryFile("diff.png")
+        try run(["textdiff", input, "--from", "a cat", "--to", "a dog", "--frames", "2", "-o", diff.path] + fast)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: diff.path))
+        addTeardownBlock { for i in 1...2 { try? FileManager.default.removeItem(atPath: diff.deletingPathExtension().path + "-\(i).png") } }
+        let classified = temporaryFile("classify.png")
+        try run(["classify", input, "--model", dir, "--labels", "cat, dog", "-o", classified.path])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: classified.path))
+        // Impossible requests are refused with the reason.
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["textdiff", input, "--from", "a", "--to", "b", "--max-theta", "2"]))
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["interpolate", input, input, "--latent", "sideways"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("interpolated"))
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["vary", input, "--noise", "/nonexistent"]))
+        XCTAssertThrowsError(try run(["classify", input, "--labels", " , "]))
+        XCTAssertThrowsError(try run(["textdiff", input, "--from", "a", "--to", "b", "--model",
+                                      Self.parity.appendingPathComponent("tiny_karlo_structure").path])) {
+            XCTAssertTrue("\($0)".contains("image_encoder"), "\($0)")
+        }
+        XCTAssertThrowsError(try run(["vary", "/nonexistent.png", "--model", dir])) { XCTAssertTrue("\($0)".contains("/nonexistent.png")) }
+    }
+
     func testImpossibleArgumentsAreRejectedWithAReason() {
         XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--prior-steps", "1"])) {
             XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("--prior-steps"))

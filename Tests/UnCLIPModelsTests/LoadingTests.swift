@@ -20,6 +20,24 @@ final class LoadingTests: XCTestCase {
         return ""
     }
 
+    func testSamplingDefaultsComeFromTheDirectory() throws {
+        let dir = try scratchCopy("tiny_karlo_structure")
+        XCTAssertEqual(try SamplingOptions(defaultsOf: PipelineDirectory(dir)).decoderGuidance, 8)  // diffusers'
+        let file = dir.appendingPathComponent(SamplingOptions.defaultsFile)
+        try Data(#"{"decoder_guidance_scale": 3, "prior_num_inference_steps": 10}"#.utf8).write(to: file)
+        let o = try SamplingOptions(defaultsOf: PipelineDirectory(dir))
+        XCTAssertEqual(o.decoderGuidance, 3)
+        XCTAssertEqual(o.priorSteps, 10)
+        XCTAssertEqual(o.priorGuidance, 4)
+        try Data(#"{"decoder_guidance": 3}"#.utf8).write(to: file)
+        XCTAssertTrue(message { _ = try SamplingOptions(defaultsOf: PipelineDirectory(dir)) }.contains("decoder_guidance"))
+        try Data(#"{"decoder_num_inference_steps": 1}"#.utf8).write(to: file)
+        let m = message { _ = try SamplingOptions(defaultsOf: PipelineDirectory(dir)) }
+        XCTAssertTrue(m.contains("decoder steps"), m)
+        try Data("[1, 2".utf8).write(to: file)
+        XCTAssertTrue(message { _ = try SamplingOptions(defaultsOf: PipelineDirectory(dir)) }.contains(SamplingOptions.defaultsFile))
+    }
+
     func testFP16VariantGivesTheSameModelOutputs() throws {
         // The tiny_variation weights are fp16-representable, so the fp16 files must load to identical fp32 values.
         let dir = try PipelineDirectory(Self.parity.appendingPathComponent("tiny_variation"))

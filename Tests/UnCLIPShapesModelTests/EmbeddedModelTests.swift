@@ -17,9 +17,9 @@ final class EmbeddedModelTests: XCTestCase {
         return pipeline
     }
 
-    /// The reference settings: the default guidance, fewer steps to keep the test quick.
+    /// The reference settings: the model's default guidance, fewer steps to keep the test quick.
     static var options: SamplingOptions {
-        var o = SamplingOptions()
+        var o = (try? SamplingOptions(defaultsOf: PipelineDirectory(EmbeddedModel.url!))) ?? SamplingOptions()
         o.priorSteps = 10; o.decoderSteps = 10; o.superResSteps = 7
         return o
     }

@@ -148,10 +148,15 @@ final class TrainerTests: XCTestCase {
         var rng = Philox(seed: 5)
         let x0 = Tensor.randn([4, 3, 4, 4], using: &rng).clamped(min: -1, max: 1), noise = Tensor.randn([4, 3, 4, 4], using: &rng)
         let xt = x0 * c.sqrtAlphaBar + noise * c.sqrtOneMinusAlphaBar
-        XCTAssertEqual(hybridLoss(epsilon: noise, v: Tensor.full([4, 3, 4, 4], -1), noise: noise, x0: x0, xt: xt, c).item, 0, accuracy: 1e-5)
+        XCTAssertEqual(hybridLoss(prediction: noise, predictionType: .epsilon, v: Tensor.full([4, 3, 4, 4], -1), noise: noise, x0: x0, xt: xt, c).item, 0, accuracy: 1e-5)
+        // The same for an x₀ model that predicts x₀ exactly.
+        XCTAssertEqual(hybridLoss(prediction: x0, predictionType: .sample, v: Tensor.full([4, 3, 4, 4], -1), noise: noise, x0: x0, xt: xt, c).item, 0, accuracy: 1e-5)
+        // A wrong x₀ costs its squared error (plus the KL of the shifted mean).
+        let off = hybridLoss(prediction: x0 + 0.1, predictionType: .sample, v: Tensor.full([4, 3, 4, 4], -1), noise: noise, x0: x0, xt: xt, c).item
+        XCTAssertGreaterThan(off, 0.01 - 1e-5)
         // Any other v costs something, and the gradient reaches v (not through the stop-gradient mean).
         let v = Tensor.zeros([4, 3, 4, 4]); v.requiresGrad = true
-        let loss = withGrad { hybridLoss(epsilon: noise, v: v, noise: noise, x0: x0, xt: xt, c) }
+        let loss = withGrad { hybridLoss(prediction: noise, predictionType: .epsilon, v: v, noise: noise, x0: x0, xt: xt, c) }
         XCTAssertGreaterThan(loss.item, 1e-4)
         loss.backward()
         XCTAssertGreaterThan(v.grad!.abs().max().item, 0)
@@ -267,6 +272,16 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(c.clip.training, CLIPTrainingConfiguration().training)
         let bad = #"{"prior": {"training": {"stepz": 7}}}"#
         XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(bad.utf8)))
+        // A misspelt option at any level is an error that names it, never a silently kept default.
+        for (json, name) in [(#"{"decoder": {"caption_dropuot": 0.2}}"#, "caption_dropuot"), (#"{"superres": {"prediction": "sample"}}"#, "prediction"),
+                             (#"{"clip": {"widht": 64}}"#, "widht"), (#"{"priors": {}}"#, "priors"), (#"{"tokenizer": {"merges": 3}}"#, "merges")] {
+            XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(json.utf8))) {
+                XCTAssertTrue("\($0)".contains(name), "\($0)")
+            }
+        }
+        let x0 = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(#"{"decoder": {"prediction_type": "epsilon"}}"#.utf8))
+        XCTAssertEqual(x0.decoder.schedulerConfig.predictionType, .epsilon)
+        XCTAssertEqual(TrainAllConfiguration().superRes.schedulerConfig.predictionType, .sample)
         // Round trip.
         let again = try JSONDecoder().decode(TrainAllConfiguration.self, from: JSONEncoder().encode(c))
         XCTAssertEqual(again.decoder.training, c.decoder.training)

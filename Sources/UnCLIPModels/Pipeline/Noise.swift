@@ -1,10 +1,12 @@
 import Foundation
 import UnCLIPNN
 
-/// The three sampling stages of unCLIP, named as in recorded-noise files (`prior.K`, `decoder.K`, `super_res.K`).
+/// The three sampling stages of unCLIP, named as in recorded-noise files (`prior.K`, `decoder.K`, `super_res.K`),
+/// and DDIM inversion (progress reports only: it draws no noise).
 public enum Stage: String, Sendable, CaseIterable {
     case prior, decoder
     case superResolution = "super_res"
+    case inversion
 }
 
 /// Where a pipeline's Gaussian noise comes from: called with the stage, the index of the draw within that stage
@@ -23,7 +25,13 @@ public struct SeededNoise: NoiseSource {
     public init(seed: UInt64) { self.seed = seed }
 
     public mutating func noise(stage: Stage, index: Int, shape: [Int]) throws -> Tensor {
-        let streamID: UInt64 = stage == .prior ? 0 : stage == .decoder ? 1 : 2
+        let streamID: UInt64
+        switch stage {
+        case .prior: streamID = 0
+        case .decoder: streamID = 1
+        case .superResolution: streamID = 2
+        case .inversion: streamID = 3
+        }
         var g = generators[stage] ?? Philox(seed: seed, stream: streamID)
         let t = Tensor.randn(shape, using: &g)
         generators[stage] = g

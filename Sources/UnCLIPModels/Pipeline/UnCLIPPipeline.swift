@@ -29,6 +29,45 @@ public struct SamplingOptions: Sendable {
     }
 }
 
+extension SamplingOptions {
+    /// The file in a pipeline directory that overrides diffusers' sampling defaults for that model.
+    public static let defaultsFile = "unclip_defaults.json"
+
+    /// diffusers' defaults, overridden by the directory's `unclip_defaults.json` when it has one. Its keys are
+    /// `UnCLIPPipeline.__call__`'s argument names (`prior_num_inference_steps`, `decoder_num_inference_steps`,
+    /// `super_res_num_inference_steps`, `prior_guidance_scale`, `decoder_guidance_scale`); diffusers ignores the file.
+    /// A model trained here ships one when its best settings differ from Karlo's (the embedded model's decoder
+    /// guidance, docs/evaluation.md).
+    public init(defaultsOf directory: PipelineDirectory) throws {
+        self.init()
+        let url = directory.url.appendingPathComponent(Self.defaultsFile)
+        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        struct File: Decodable {
+            var prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps: Int?
+            var prior_guidance_scale, decoder_guidance_scale: Float?
+        }
+        let data: Data, file: File
+        do {
+            data = try Data(contentsOf: url)
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch {
+            throw PipelineArgumentError("\(url.path): unreadable sampling defaults (\(error))")
+        }
+        let known = ["prior_num_inference_steps", "decoder_num_inference_steps", "super_res_num_inference_steps",
+                     "prior_guidance_scale", "decoder_guidance_scale"]
+        let keys = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?.keys.sorted() ?? []
+        if let unknown = keys.first(where: { !known.contains($0) }) {
+            throw PipelineArgumentError("\(url.path): unknown setting \"\(unknown)\" (known: \(known.joined(separator: ", ")))")
+        }
+        priorSteps = file.prior_num_inference_steps ?? priorSteps
+        decoderSteps = file.decoder_num_inference_steps ?? decoderSteps
+        superResSteps = file.super_res_num_inference_steps ?? superResSteps
+        priorGuidance = file.prior_guidance_scale ?? priorGuidance
+        decoderGuidance = file.decoder_guidance_scale ?? decoderGuidance
+        do { try validate() } catch { throw PipelineArgumentError("\(url.path): \(error)") }
+    }
+}
+
 /// An impossible pipeline argument, explained.
 public struct PipelineArgumentError: Error, CustomStringConvertible {
     public var description: String
@@ -79,7 +118,7 @@ public final class UnCLIPPipeline {
     }
 
     /// Loads (or reuses) a component for the duration of `body`.
-    private func with<M: Module, R>(_ name: String, _ load: () throws -> M, _ body: (M) throws -> R) throws -> R {
+    func with<M: Module, R>(_ name: String, _ load: () throws -> M, _ body: (M) throws -> R) throws -> R {
         let model: M
         if let cached = cache[name] as? M { model = cached } else { model = try load() }
         if keepLoaded { cache[name] = model }
@@ -87,7 +126,7 @@ public final class UnCLIPPipeline {
         return try body(model)
     }
 
-    private func emit(_ name: String, _ t: @autoclosure () -> Tensor) { if let trace { trace(name, t()) } }
+    func emit(_ name: String, _ t: @autoclosure () -> Tensor) { if let trace { trace(name, t()) } }
 
     // MARK: Text
 

@@ -1,0 +1,100 @@
+import Foundation
+import UnCLIPModels
+import UnCLIPImage
+import UnCLIPTensor
+import UnCLIPTraining
+
+/// Peak signal-to-noise ratio in dB of two tensors in [−1, 1] (peak-to-peak 2).
+public func psnr(_ a: Tensor, _ b: Tensor) -> Double {
+    precondition(a.shape == b.shape, "psnr: shapes \(a.shape) and \(b.shape) differ")
+    var sum = 0.0
+    for i in 0..<a.count { let d = Double(a.data[i] - b.data[i]); sum += d * d }
+    let mse = sum / Double(max(a.count, 1))
+    return mse == 0 ? .infinity : 10 * log10(4 / mse)
+}
+
+/// DDIM-inversion round trips: PSNR at the decoder's resolution between each image and its η = 0 reconstruction.
+public struct InversionReport: Sendable, CustomStringConvertible {
+    public var psnrs: [Double] = []
+    public var mean: Double { psnrs.isEmpty ? 0 : psnrs.reduce(0, +) / Double(psnrs.count) }
+    public var minimum: Double { psnrs.min() ?? 0 }
+    public var description: String {
+        String(format: "inversion: %d images, PSNR at the decoder's resolution mean %.1f dB, worst %.1f dB", psnrs.count, mean, minimum)
+    }
+}
+
+/// Inverts each image (its own CLIP image embedding, empty caption) and decodes it back with η = 0.
+public func evaluateInversion(pipeline: UnCLIPPipeline, images: [RGBImage], options: DDIMOptions = DDIMOptions(),
+                              progress: ((Int, Int) -> Void)? = nil) throws -> InversionReport {
+    var report = InversionReport()
+    var noise = SeededNoise(seed: 0)
+    var deterministic = options
+    deterministic.eta = 0
+    for (i, image) in images.enumerated() {
+        let target = try pipeline.decoderInput([image])
+        let (z, x) = try pipeline.latents(of: [image], options: deterministic)
+        let back = try pipeline.decodeDDIM(latents: x, imageEmbeddings: z, options: deterministic, noise: &noise)
+        report.psnrs.append(psnr(target.clamped(min: -1, max: 1), back))
+        progress?(i + 1, images.count)
+    }
+    return report
+}
+
+/// The text-diff test of the paper's §3.3 on ShapesWorld: a red circle edited toward "a blue circle".
+public struct TextDiffReport: Sendable, CustomStringConvertible {
+    public var cases = 0
+    /// Exactly one object is found and it is a blue circle.
+    public var turnedBlue = 0
+    /// …and its centroid is within `positionTolerance` px of the original's (128-px canvas).
+    public var turnedBlueInPlace = 0
+    /// Mean centroid displacement over the cases where one object was found.
+    public var meanDisplacement = 0.0
+    public var positionTolerance = 8.0
+    public var theta: Float = 0.5
+
+    public var description: String {
+        String(format: "text diff \"a red circle\" → \"a blue circle\", θ = %.2f, %d cases: blue circle %.1f %%, blue circle within %.0f px %.1f %%, mean displacement %.1f px",
+               theta, cases, 100 * Double(turnedBlue) / Double(max(cases, 1)), positionTolerance,
+               100 * Double(turnedBlueInPlace) / Double(max(cases, 1)), meanDisplacement)
+    }
+}
+
+/// ShapesWorld renders of one red circle (sizes and places drawn from `seed`), edited with the text diff
+/// "a red circle" → "a blue circle" at θ and parsed back by the project's evaluator.
+public func evaluateTextDiff(pipeline: UnCLIPPipeline, cases: Int = 50, seed: UInt64 = 5, theta: Float = 0.5,
+                             options: DDIMOptions = DDIMOptions(), positionTolerance: Double = 8,
+                             progress: ((Int, Int) -> Void)? = nil) throws -> TextDiffReport {
+    var report = TextDiffReport()
+    report.positionTolerance = positionTolerance
+    report.theta = theta
+    var rng = Philox(seed: seed, stream: 77)
+    func uniform(_ r: ClosedRange<Double>) -> Double { r.lowerBound + (r.upperBound - r.lowerBound) * Double(rng.nextUInt32()) / 4_294_967_296 }
+    let parser = ShapesParser()
+    var displacementSum = 0.0, displaced = 0
+    for k in 0..<cases {
+        let size: SizeClass = k % 2 == 0 ? .small : .large
+        let s = uniform(size.range)
+        let half = s / 2
+        let object = SceneObject(shape: .circle, color: .red, sizeClass: size, s: s,
+                                 cx: uniform((4 + half)...(124 - half)), cy: uniform((4 + half)...(124 - half)))
+        let image = ShapesWorld.render(Scene(objects: [object], relation: nil, mentionsSize: false))
+        var noise = SeededNoise(seed: UInt64(k))
+        let edited = UnCLIPPipeline.images(from: try pipeline.textDiff(image, from: "a red circle", to: "a blue circle",
+                                                                      thetas: [theta], options: options, noise: &noise))[0]
+        let found = parser.parse(edited)
+        report.cases += 1
+        if found.count == 1 {
+            let d = ((found[0].cx - object.cx) * (found[0].cx - object.cx)
+                     + (found[0].cy - object.cy) * (found[0].cy - object.cy)).squareRoot()
+            displacementSum += d
+            displaced += 1
+            if found[0].color == .blue && found[0].shape == .circle {
+                report.turnedBlue += 1
+                if d <= positionTolerance { report.turnedBlueInPlace += 1 }
+            }
+        }
+        progress?(k + 1, cases)
+    }
+    report.meanDisplacement = displaced > 0 ? displacementSum / Double(displaced) : 0
+    return report
+}
