@@ -14,14 +14,15 @@ struct Evaluate: ParsableCommand {
             pipeline's own CLIP, and the time per image.
             --task inversion: DDIM-inversion round trips of ShapesWorld renders (PSNR at the decoder's resolution). \
             --task textdiff: the paper's text diff on renders of a red circle, "a red circle" → "a blue circle" at \
-            θ = 0.5, judged by the parser (blue circle, centre kept within 8 px).
+            θ = 0.5, judged by the parser (blue circle, centre kept within 8 px). --task relations: how often CLIP \
+            prefers a scene's true caption over the same caption with the relation reversed (50 % is chance).
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
-        case captions, inversion, textdiff
+        case captions, inversion, textdiff, relations
     }
 
-    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, or textdiff.")
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, or relations (does CLIP read them).")
     var task: Task = .captions
 
     @Option(help: "Cases for --task inversion / textdiff.")
@@ -78,6 +79,9 @@ struct Evaluate: ParsableCommand {
             let images = (0..<cases).map { ShapesWorld.render(world.scene(at: $0)) }
             let bar = ProgressBar("inversion", total: cases)
             print(try evaluateInversion(pipeline: pipeline, images: images, options: ddim) { done, _ in bar.update(done) })
+            return
+        case .relations:
+            print(try probeRelations(pipeline: pipeline, scenes: prompts))
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)

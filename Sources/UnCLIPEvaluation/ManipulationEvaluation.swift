@@ -98,3 +98,50 @@ public func evaluateTextDiff(pipeline: UnCLIPPipeline, cases: Int = 50, seed: UI
     report.meanDisplacement = displaced > 0 ? displacementSum / Double(displaced) : 0
     return report
 }
+
+/// Does the pipeline's CLIP read spatial relations? For ShapesWorld renders whose caption has a relation, how often
+/// the image embedding is closer to the true caption than to the same caption with the relation reversed
+/// ("A left of B" → "A right of B"), and how alike the two text embeddings are. 50 % is chance: a bag-of-words
+/// text tower scores there.
+public struct RelationProbeReport: Sendable, CustomStringConvertible {
+    public var cases = 0
+    public var preferred = 0
+    public var meanTextCosine = 0.0
+    public var description: String {
+        String(format: "CLIP relation probe: %d scenes, true relation preferred over the reversed one for %.1f %% (chance 50 %%), text cosine of the two captions %.4f",
+               cases, 100 * Double(preferred) / Double(max(cases, 1)), meanTextCosine)
+    }
+}
+
+public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UInt64 = 9_000_001) throws -> RelationProbeReport {
+    let world = ShapesWorld(seed: seed)
+    var report = RelationProbeReport()
+    var cosines = 0.0
+    for index in 0..<scenes {
+        let scene = world.scene(at: index)
+        guard let relation = scene.relation else { continue }
+        let opposite: SpatialRelation
+        switch relation {
+        case .leftOf: opposite = .rightOf
+        case .rightOf: opposite = .leftOf
+        case .above: opposite = .below
+        case .below: opposite = .above
+        }
+        let reversed = ShapesCaption.text(objects: scene.objects, relation: opposite, mentionsSize: scene.mentionsSize)
+        let z = try pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)])
+        let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
+        func unit(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> [Double] {
+            let v = (0..<n).map { Double(p[$0]) }
+            let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            return v.map { $0 / max(norm, 1e-12) }
+        }
+        let e = z.shape[1]
+        let image = unit(z.data, e), truth = unit(t.data, e), swapped = unit(t.data + e, e)
+        func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
+        report.cases += 1
+        if dot(image, truth) > dot(image, swapped) { report.preferred += 1 }
+        cosines += dot(truth, swapped)
+    }
+    report.meanTextCosine = cosines / Double(max(report.cases, 1))
+    return report
+}
