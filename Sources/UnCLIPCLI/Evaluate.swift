@@ -34,6 +34,12 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Depth of the DDIM inversion (--task inversion / textdiff): the fraction of the noise schedule climbed.")
     var depth: Double = DDIMOptions().depth
 
+    @Option(help: "DDIM steps (--task inversion / textdiff).")
+    var ddimSteps = DDIMOptions().steps
+
+    @Option(help: "Fixed-point refinements per inversion step (--task inversion / textdiff).")
+    var inversionRefinements = DDIMOptions().inversionRefinements
+
     @OptionGroup var model: ModelOptions
 
     @Option(help: "Number of prompts (ShapesWorld captions from a seed the trainers do not use).")
@@ -70,7 +76,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         let pipeline = try model.pipeline()
         pipeline.keepLoaded = true
-        var ddim = DDIMOptions(guidance: ddimGuidance)
+        var ddim = DDIMOptions(steps: ddimSteps, guidance: ddimGuidance, inversionRefinements: inversionRefinements)
         ddim.depth = depth
         switch task {
         case .captions: break

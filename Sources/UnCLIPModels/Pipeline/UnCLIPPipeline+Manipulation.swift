@@ -15,13 +15,13 @@ public struct DDIMOptions: Sendable {
     /// Fixed-point refinements of each inversion step: the model is evaluated again at the current estimate of x_t
     /// and the step re-solved, which makes inversion the exact inverse of η = 0 sampling as the iteration converges
     /// (each refinement costs one more decoder pass per step).
-    public var inversionRefinements = 1
+    public var inversionRefinements = 3
     /// How much of the noise schedule inversion climbs: 1 reaches t = 980 (for 50 steps), where x_T is nearly pure
     /// noise and the decoder redraws the scene from z_i; smaller depths stop earlier, so x_T pins the layout
     /// (positions) more firmly while z_i still sets what is drawn.
     public var depth: Double = 1
 
-    public init(steps: Int = 50, eta: Float = 0, guidance: Float = 1, superResSteps: Int = 7, inversionRefinements: Int = 1) {
+    public init(steps: Int = 50, eta: Float = 0, guidance: Float = 1, superResSteps: Int = 7, inversionRefinements: Int = 3) {
         self.steps = steps
         self.eta = eta
         self.guidance = guidance
