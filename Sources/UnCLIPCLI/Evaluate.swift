@@ -28,17 +28,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Cases for --task inversion / textdiff.")
     var cases = 50
 
-    @Option(help: "Decoder guidance of the DDIM passes (--task inversion / textdiff).")
-    var ddimGuidance: Float = DDIMOptions().guidance
-
-    @Option(help: "Depth of the DDIM inversion (--task inversion / textdiff): the fraction of the noise schedule climbed.")
-    var depth: Double = DDIMOptions().depth
-
-    @Option(help: "DDIM steps (--task inversion / textdiff).")
-    var ddimSteps = DDIMOptions().steps
-
-    @Option(help: "Fixed-point refinements per inversion step (--task inversion / textdiff).")
-    var inversionRefinements = DDIMOptions().inversionRefinements
+    /// The DDIM pass of --task inversion / textdiff.
+    @OptionGroup var inversion: InversionArguments
 
     @OptionGroup var model: ModelOptions
 
@@ -70,14 +61,12 @@ struct Evaluate: ParsableCommand {
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1 (got \(prompts))") }
         guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
         guard cases >= 1 else { throw ValidationError("--cases must be at least 1 (got \(cases))") }
-        guard ddimGuidance.isFinite && ddimGuidance >= 1 else { throw ValidationError("--ddim-guidance must be ≥ 1 (got \(ddimGuidance))") }
     }
 
     func run() throws {
         let pipeline = try model.pipeline()
         pipeline.keepLoaded = true
-        var ddim = DDIMOptions(steps: ddimSteps, guidance: ddimGuidance, inversionRefinements: inversionRefinements)
-        ddim.depth = depth
+        let ddim = inversion.options(eta: 0)
         switch task {
         case .captions: break
         case .inversion:

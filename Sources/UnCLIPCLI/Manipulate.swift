@@ -6,22 +6,38 @@ import UnCLIPImage
 // The paper's image manipulations (unCLIP §3): variations, interpolations and text diffs on the bipartite latent
 // (z_i, x_T), with x_T from DDIM inversion; and CLIP's zero-shot classification.
 
-/// DDIM settings shared by the manipulation commands.
-struct DDIMArguments: ParsableArguments {
+/// The DDIM decoder pass: steps, guidance, inversion refinements and depth (the manipulations and `evaluate`).
+struct InversionArguments: ParsableArguments {
     @Option(help: "DDIM steps of the decoder (inversion and sampling).")
-    var ddimSteps = 50
+    var ddimSteps = DDIMOptions().steps
 
     @Option(help: "Classifier-free guidance scale of the decoder during inversion and sampling (1 = none).")
     var guidance: Float = DDIMOptions().guidance
-
-    @Option(help: "Super-resolution denoising steps.")
-    var superResSteps = 7
 
     @Option(help: "Fixed-point refinements per inversion step (0 = plain DDIM inversion; each costs one decoder pass per step).")
     var inversionRefinements = DDIMOptions().inversionRefinements
 
     @Option(help: "Fraction of the noise schedule the inversion climbs (1: to t = 980; less keeps positions more firmly).")
     var depth: Double = DDIMOptions().depth
+
+    func validate() throws {
+        do { try options(eta: 0).validate() } catch { throw ValidationError("\(error)") }
+    }
+
+    func options(eta: Float, superResSteps: Int = DDIMOptions().superResSteps) -> DDIMOptions {
+        var o = DDIMOptions(steps: ddimSteps, eta: eta, guidance: guidance, superResSteps: superResSteps,
+                            inversionRefinements: inversionRefinements)
+        o.depth = depth
+        return o
+    }
+}
+
+/// Settings shared by the manipulation commands: the DDIM pass, super-resolution, seed, progress.
+struct DDIMArguments: ParsableArguments {
+    @OptionGroup var inversion: InversionArguments
+
+    @Option(help: "Super-resolution denoising steps.")
+    var superResSteps = DDIMOptions().superResSteps
 
     @Option(help: "Seed of the project's Philox noise.")
     var seed: UInt64 = 0
@@ -30,18 +46,10 @@ struct DDIMArguments: ParsableArguments {
     var quiet = false
 
     func validate() throws {
-        guard depth > 0 && depth <= 1 else { throw ValidationError("--depth must be in (0, 1] (got \(depth))") }
-        guard (2...1000).contains(ddimSteps) else { throw ValidationError("--ddim-steps must be in 2…1000 (got \(ddimSteps))") }
-        guard guidance.isFinite && guidance >= 1 else { throw ValidationError("--guidance must be ≥ 1 (got \(guidance))") }
         guard superResSteps >= 2 else { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
-        guard (0...10).contains(inversionRefinements) else { throw ValidationError("--inversion-refinements must be in 0…10 (got \(inversionRefinements))") }
     }
 
-    func options(eta: Float) -> DDIMOptions {
-        var o = DDIMOptions(steps: ddimSteps, eta: eta, guidance: guidance, superResSteps: superResSteps, inversionRefinements: inversionRefinements)
-        o.depth = depth
-        return o
-    }
+    func options(eta: Float) -> DDIMOptions { inversion.options(eta: eta, superResSteps: superResSteps) }
 }
 
 /// Reads an input image, naming the file in any error.
@@ -75,6 +83,17 @@ func writeNumbered(_ images: [RGBImage], beside path: String) throws -> [String]
 func displayed(_ image: RGBImage, like reference: RGBImage) -> RGBImage {
     image.width == reference.width && image.height == reference.height ? image
         : image.resized(width: reference.width, height: reference.height)
+}
+
+/// Writes `images` as numbered PNGs beside `path` and, at `path`, a labelled grid with the input first; says what it
+/// wrote and how long the command took.
+func writeWithInput(_ images: [RGBImage], input: RGBImage, labels: [String], columns: Int, title: String,
+                    to path: String, since start: Date) throws {
+    let files = try writeNumbered(images, beside: path)
+    let grid = RGBImage.labelledGrid([displayed(input, like: images[0])] + images, labels: ["input"] + labels,
+                                     columns: columns, title: title)
+    try grid.writePNG(to: URL(fileURLWithPath: path))
+    print("wrote \(path) (grid), \(files.joined(separator: ", ")) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
 }
 
 func format(_ x: Float, _ digits: Int = 2) -> String { String(format: "%.\(digits)f", x) }
@@ -132,7 +151,7 @@ struct Vary: ParsableCommand {
         let progress = StageProgress(quiet: ddim.quiet)
         let start = Date()
         let output: Tensor
-        var labels: [String]
+        let labels: [String]
         if freshNoise {
             var options = SamplingOptions()
             options.imagesPerPrompt = n
@@ -149,13 +168,8 @@ struct Vary: ParsableCommand {
                                              progress: progress.handle)
             labels = (1...n).map { "η=\(format(eta, 1)) #\($0)" }
         }
-        let images = UnCLIPPipeline.images(from: output)
-        let files = try writeNumbered(images, beside: self.output)
-        labels.insert("input", at: 0)
-        let grid = RGBImage.labelledGrid([displayed(input, like: images[0])] + images, labels: labels,
-                                         columns: min(n + 1, 5), title: "variations of \(URL(fileURLWithPath: image).lastPathComponent)")
-        try grid.writePNG(to: URL(fileURLWithPath: self.output))
-        print("wrote \(self.output) (grid), \(files.joined(separator: ", ")) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
+        try writeWithInput(UnCLIPPipeline.images(from: output), input: input, labels: labels, columns: min(n + 1, 5),
+                           title: "variations of \(URL(fileURLWithPath: image).lastPathComponent)", to: self.output, since: start)
     }
 }
 
@@ -261,13 +275,8 @@ struct TextDiff: ParsableCommand {
         let start = Date()
         let output = try pipeline.textDiff(input, from: from, to: to, thetas: thetas, options: ddim.options(eta: 0),
                                            noise: &noise, progress: StageProgress(quiet: ddim.quiet).handle)
-        let images = UnCLIPPipeline.images(from: output)
-        let files = try writeNumbered(images, beside: self.output)
-        let strip = RGBImage.labelledGrid([displayed(input, like: images[0])] + images,
-                                          labels: ["input"] + thetas.map { "θ=\(format($0))" }, columns: images.count + 1,
-                                          title: "\"\(from)\" -> \"\(to)\"")
-        try strip.writePNG(to: URL(fileURLWithPath: self.output))
-        print("wrote \(self.output) (strip), \(files.joined(separator: ", ")) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
+        try writeWithInput(UnCLIPPipeline.images(from: output), input: input, labels: thetas.map { "θ=\(format($0))" },
+                           columns: thetas.count + 1, title: "\"\(from)\" -> \"\(to)\"", to: self.output, since: start)
     }
 }
 

@@ -130,17 +130,9 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
         let reversed = ShapesCaption.text(objects: scene.objects, relation: opposite, mentionsSize: scene.mentionsSize)
         let z = try pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)])
         let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
-        func unit(_ p: UnsafeMutablePointer<Float>, _ n: Int) -> [Double] {
-            let v = (0..<n).map { Double(p[$0]) }
-            let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            return v.map { $0 / max(norm, 1e-12) }
-        }
-        let e = z.shape[1]
-        let image = unit(z.data, e), truth = unit(t.data, e), swapped = unit(t.data + e, e)
-        func dot(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).reduce(0) { $0 + $1.0 * $1.1 } }
         report.cases += 1
-        if dot(image, truth) > dot(image, swapped) { report.preferred += 1 }
-        cosines += dot(truth, swapped)
+        if cosine(z, row: 0, t, row: 0) > cosine(z, row: 0, t, row: 1) { report.preferred += 1 }
+        cosines += cosine(t, row: 0, t, row: 1)
     }
     report.meanTextCosine = cosines / Double(max(report.cases, 1))
     return report

@@ -109,7 +109,8 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     return report
 }
 
-private func cosine(_ a: Tensor, row i: Int, _ b: Tensor, row j: Int) -> Double {
+/// Cosine similarity of row i of `a` and row j of `b` (both [N, D]).
+func cosine(_ a: Tensor, row i: Int, _ b: Tensor, row j: Int) -> Double {
     let d = a.shape[1]
     var dot = 0.0, na = 0.0, nb = 0.0
     for k in 0..<d {

@@ -29,7 +29,8 @@ public struct DDIMOptions: Sendable {
         self.inversionRefinements = inversionRefinements
     }
 
-    func validate() throws {
+    /// Throws a `PipelineArgumentError` naming the first setting out of range.
+    public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw PipelineArgumentError(message) } }
         try check(steps >= 2 && steps <= 1000, "DDIM steps must be in 2…1000 (got \(steps))")
         try check(eta.isFinite && eta >= 0, "η must be a finite number ≥ 0 (got \(eta))")
