@@ -14,8 +14,9 @@ struct Evaluate: ParsableCommand {
             pipeline's own CLIP, and the time per image.
             --task inversion: DDIM-inversion round trips of ShapesWorld renders (PSNR at the decoder's resolution). \
             --task textdiff: the paper's text diff on renders of a red circle, "a red circle" → "a blue circle" at \
-            θ = 0.5, judged by the parser (blue circle, centre kept within 8 px). --task relations: how often CLIP \
-            prefers a scene's true caption over the same caption with the relation reversed (50 % is chance).
+            θ = 0.5, judged by the parser (blue circle, centre kept within 8 px). --task relations: where spatial \
+            relations get lost: does CLIP's text prefer a scene's true caption over the reversed relation, does its \
+            image embedding tell a scene from its mirror image, does the prior's sample (50 % is chance).
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
@@ -57,6 +58,9 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print every image's verdict and the objects the parser found.")
     var verbose = false
 
+    @Flag(help: "Skip the prior: decode the CLIP image embedding of each prompt's ground-truth render (measures the decoder alone).")
+    var groundTruthEmbeddings = false
+
     func validate() throws {
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1 (got \(prompts))") }
         guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
@@ -76,7 +80,9 @@ struct Evaluate: ParsableCommand {
             print(try evaluateInversion(pipeline: pipeline, images: images, options: ddim) { done, _ in bar.update(done) })
             return
         case .relations:
-            print(try probeRelations(pipeline: pipeline, scenes: prompts))
+            var sampling = try SamplingOptions(defaultsOf: pipeline.directory)
+            if let priorGuidance { sampling.priorGuidance = priorGuidance }
+            print(try probeRelations(pipeline: pipeline, scenes: prompts, sampling: sampling, noiseSeed: seed))
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
@@ -93,6 +99,7 @@ struct Evaluate: ParsableCommand {
         if let priorGuidance { c.sampling.priorGuidance = priorGuidance }
         if let decoderGuidance { c.sampling.decoderGuidance = decoderGuidance }
         if verbose { c.log = { print($0) } }
+        c.groundTruthEmbeddings = groundTruthEmbeddings
         let bar = ProgressBar("evaluate", total: prompts)
         let o = c.sampling
         print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")

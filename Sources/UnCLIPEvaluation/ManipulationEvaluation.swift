@@ -99,41 +99,76 @@ public func evaluateTextDiff(pipeline: UnCLIPPipeline, cases: Int = 50, seed: UI
     return report
 }
 
-/// Does the pipeline's CLIP read spatial relations? For ShapesWorld renders whose caption has a relation, how often
-/// the image embedding is closer to the true caption than to the same caption with the relation reversed
-/// ("A left of B" → "A right of B"), and how alike the two text embeddings are. 50 % is chance: a bag-of-words
-/// text tower scores there.
+/// Where unCLIP keeps spatial relations, stage by stage. For ShapesWorld scenes whose caption has a relation, with the
+/// scene's mirror image along the relation's axis (which the reversed caption describes: "A left of B" → "A right of
+/// B"):
+/// - text: how often the image embedding is closer to the true caption than to the reversed one, and how alike the
+///   two text embeddings are (a bag-of-words text tower scores 50 % and cosine ≈ 1);
+/// - image: how alike the image embeddings of the scene and its mirror image are (near 1: the embedding holds no
+///   layout, and a decoder given it cannot place objects);
+/// - prior: how often the prior's embedding for the caption is closer to the scene's than to the mirror image's
+///   (50 % is chance).
 public struct RelationProbeReport: Sendable, CustomStringConvertible {
     public var cases = 0
     public var preferred = 0
     public var meanTextCosine = 0.0
+    public var meanMirrorImageCosine = 0.0
+    /// Cases the prior was probed on (0 without a prior) and how many it placed on the scene's side.
+    public var priorCases = 0
+    public var priorPreferred = 0
     public var description: String {
-        String(format: "CLIP relation probe: %d scenes, true relation preferred over the reversed one for %.1f %% (chance 50 %%), text cosine of the two captions %.4f",
-               cases, 100 * Double(preferred) / Double(max(cases, 1)), meanTextCosine)
+        func pct(_ a: Int, _ b: Int) -> Double { 100 * Double(a) / Double(max(b, 1)) }
+        var lines = [
+            String(format: "relation probe: %d scenes with a relation", cases),
+            String(format: "  CLIP text:  true caption preferred over the reversed one for %.1f %% (chance 50 %%); text cosine of the two %.4f",
+                   pct(preferred, cases), meanTextCosine),
+            String(format: "  CLIP image: cosine of a scene's embedding and its mirror image's %.4f", meanMirrorImageCosine),
+        ]
+        if priorCases > 0 {
+            lines.append(String(format: "  prior:      sample closer to the scene than to its mirror image for %.1f %% (chance 50 %%)",
+                                pct(priorPreferred, priorCases)))
+        }
+        return lines.joined(separator: "\n")
     }
 }
 
-public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UInt64 = 9_000_001) throws -> RelationProbeReport {
+public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UInt64 = 9_000_001,
+                           sampling: SamplingOptions = SamplingOptions(), noiseSeed: UInt64 = 1) throws -> RelationProbeReport {
     let world = ShapesWorld(seed: seed)
     var report = RelationProbeReport()
-    var cosines = 0.0
+    var textCosines = 0.0, imageCosines = 0.0
+    var noise = SeededNoise(seed: noiseSeed)
+    let hasPrior = pipeline.directory.has("prior")
+    var options = sampling
+    options.imagesPerPrompt = 1
     for index in 0..<scenes {
         let scene = world.scene(at: index)
         guard let relation = scene.relation else { continue }
-        let opposite: SpatialRelation
+        let opposite: SpatialRelation, horizontal: Bool
         switch relation {
-        case .leftOf: opposite = .rightOf
-        case .rightOf: opposite = .leftOf
-        case .above: opposite = .below
-        case .below: opposite = .above
+        case .leftOf: (opposite, horizontal) = (.rightOf, true)
+        case .rightOf: (opposite, horizontal) = (.leftOf, true)
+        case .above: (opposite, horizontal) = (.below, false)
+        case .below: (opposite, horizontal) = (.above, false)
         }
         let reversed = ShapesCaption.text(objects: scene.objects, relation: opposite, mentionsSize: scene.mentionsSize)
-        let z = try pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)])
+        let render = ShapesWorld.render(scene)
+        let z = try pipeline.imageEmbeddings(of: [render, render.flipped(horizontally: horizontal)])
         let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
         report.cases += 1
         if cosine(z, row: 0, t, row: 0) > cosine(z, row: 0, t, row: 1) { report.preferred += 1 }
-        cosines += cosine(t, row: 0, t, row: 1)
+        textCosines += cosine(t, row: 0, t, row: 1)
+        imageCosines += cosine(z, row: 0, z, row: 1)
+        if hasPrior {
+            let sample = try withNoGrad {
+                let text = try pipeline.encodePrompts([scene.caption], imagesPerPrompt: 1, classifierFreeGuidance: options.classifierFreeGuidance)
+                return try pipeline.runPrior(text, batch: 1, options: options, noise: &noise)
+            }
+            report.priorCases += 1
+            if cosine(sample, row: 0, z, row: 0) > cosine(sample, row: 0, z, row: 1) { report.priorPreferred += 1 }
+        }
     }
-    report.meanTextCosine = cosines / Double(max(report.cases, 1))
+    report.meanTextCosine = textCosines / Double(max(report.cases, 1))
+    report.meanMirrorImageCosine = imageCosines / Double(max(report.cases, 1))
     return report
 }

@@ -12,6 +12,9 @@ public struct ShapesEvaluationConfiguration: Sendable {
     /// Seed of the sampling noise.
     public var noiseSeed: UInt64 = 1
     public var sampling = SamplingOptions()
+    /// Skip the prior: decode the CLIP image embedding of each prompt's own ground-truth render (with its caption), so
+    /// the scores measure the decoder and super-resolution alone; the gap to the full pipeline is the prior's share.
+    public var groundTruthEmbeddings = false
     /// Where to write a labelled sample grid (first prompts), if anywhere.
     public var gridURL: URL?
     /// Called with one line per image (caption, verdict, detected objects), if set.
@@ -69,9 +72,12 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     var gridRows: [RGBImage] = []
     var seconds = 0.0
     for p in 0..<c.promptCount {
-        let caption = world.scene(at: p).caption
+        let scene = world.scene(at: p), caption = scene.caption
         let start = Date()
-        let batch = try pipeline.generate(prompts: [caption], options: options, noise: &noise)
+        let batch = c.groundTruthEmbeddings
+            ? try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)]),
+                                    options: options, noise: &noise)
+            : try pipeline.generate(prompts: [caption], options: options, noise: &noise)
         seconds += Date().timeIntervalSince(start)
         let images = UnCLIPPipeline.images(from: batch)
         let expected = try CaptionParser.parse(caption)

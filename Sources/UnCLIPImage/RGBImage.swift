@@ -37,6 +37,29 @@ public struct RGBImage: Equatable, Sendable {
         let i = (y * width + x) * 3
         return (pixels[i], pixels[i + 1], pixels[i + 2])
     }
+
+    /// The image mirrored left ↔ right (`horizontally`) or top ↔ bottom.
+    public func flipped(horizontally: Bool) -> RGBImage {
+        remapped { x, y in horizontally ? (width - 1 - x, y) : (x, height - 1 - y) }
+    }
+
+    /// The image moved right by `dx` and down by `dy` pixels, the edge pixels repeated into the uncovered border.
+    public func shifted(dx: Int, dy: Int) -> RGBImage {
+        remapped { x, y in (Swift.min(Swift.max(x - dx, 0), width - 1), Swift.min(Swift.max(y - dy, 0), height - 1)) }
+    }
+
+    /// Each pixel (x, y) taken from `source(x, y)`, which must lie inside the image.
+    private func remapped(_ source: (Int, Int) -> (Int, Int)) -> RGBImage {
+        var out = [UInt8](repeating: 0, count: pixels.count)
+        for y in 0..<height {
+            for x in 0..<width {
+                let (sx, sy) = source(x, y)
+                let d = (y * width + x) * 3, s = (sy * width + sx) * 3
+                out[d] = pixels[s]; out[d + 1] = pixels[s + 1]; out[d + 2] = pixels[s + 2]
+            }
+        }
+        return RGBImage(width: width, height: height, pixels: out)
+    }
 }
 
 /// A reason an image could not be read, written or converted.

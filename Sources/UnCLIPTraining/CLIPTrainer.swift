@@ -31,10 +31,33 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     public var precision: WeightPrecision = .fp16
     /// Add each caption's hard negative (`CaptionNegatives`: the opposite relation, or the two objects' colours
     /// swapped) as an extra text every image must score below its own caption, as NegCLIP does (Yuksekgonul et al.
-    /// 2023). Off by default: measured here, it did not teach relations within the default budget — after 1000 of
-    /// 1200 steps "A left of B" and "A right of B" still had text cosine 0.9999 and CLIP chose the true relation for
-    /// 50 % of 106 scenes (chance), as without it (docs/evaluation.md).
+    /// 2023). Part of the recipe that teaches CLIP relations (docs/training.md, "A CLIP that reads spatial
+    /// relations"); off by default, as the rest of it.
     public var hardNegatives = false
+    /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
+    /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
+    /// flipped top–bottom, "A below B"), any other scene flipped left–right with its caption unchanged. Each relation
+    /// caption then meets, in the same batch, the image it does not describe and that image's own caption — a hard
+    /// negative on both sides of the loss, which breaks the symmetry that leaves a plain CLIP blind to relations.
+    public var mirrorPairs = false
+    /// Weight of an image–image contrastive term added to CLIP's loss, as SLIP does (Mu et al. 2022): each image must
+    /// pick out its own copy shifted by up to `view_shift` pixels among the batch's shifted images (temperature 0.1).
+    /// Text alone never asks the image embedding where things are — a bag-of-words caption scores a scene and its
+    /// mirror image alike — so a plain CLIP's embedding keeps little layout, and a decoder given it places objects at
+    /// random; with mirror pairs in the batch this term makes the embedding tell a scene from its mirror image.
+    /// 0 (the default) turns it off; the relation recipe uses 1.
+    public var imageViewWeight: Float = 0
+    /// Largest shift, in pixels at `image_size`, between an image and its view (edges replicated).
+    public var viewShift = 2
+    /// How the vision tower's patch embedding and positions start: `pytorch` (PyTorch's default for the patch
+    /// convolution, positions N(0, 0.01²): the shipped model's CLIP) or `clip` (transformers' CLIP: both N(0, 0.02²)).
+    /// With `pytorch` a patch's vector is about 1 % position and the tower learns little layout; `clip` is what let the
+    /// relation recipe work.
+    public var initialization: Initialization = .pytorch
+
+    public enum Initialization: String, Codable, Sendable {
+        case pytorch, clip
+    }
 
     public init() {}
 
@@ -42,7 +65,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         case training, embeddingDim = "embedding_dim", textLayers = "text_layers", textHeads = "text_heads"
         case textIntermediateSize = "text_intermediate_size", visionWidth = "vision_width", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", visionIntermediateSize = "vision_intermediate_size", imageSize = "image_size"
-        case patchSize = "patch_size", precision, hardNegatives = "hard_negatives"
+        case patchSize = "patch_size", precision, hardNegatives = "hard_negatives", mirrorPairs = "mirror_pairs"
+        case imageViewWeight = "image_view_weight", viewShift = "view_shift", initialization
     }
 
     public init(from decoder: Decoder) throws {
@@ -61,6 +85,10 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
         hardNegatives = try c.decodeIfPresent(Bool.self, forKey: .hardNegatives) ?? d.hardNegatives
+        mirrorPairs = try c.decodeIfPresent(Bool.self, forKey: .mirrorPairs) ?? d.mirrorPairs
+        imageViewWeight = try c.decodeIfPresent(Float.self, forKey: .imageViewWeight) ?? d.imageViewWeight
+        viewShift = try c.decodeIfPresent(Int.self, forKey: .viewShift) ?? d.viewShift
+        initialization = try c.decodeIfPresent(Initialization.self, forKey: .initialization) ?? d.initialization
     }
 
     /// CLIP's image normalisation (the released models' statistics, kept so the feature extractor is standard).
@@ -75,6 +103,10 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         try check(visionWidth > 0 && visionWidth % visionHeads == 0, "vision_width", visionWidth, "a positive multiple of vision_heads")
         try check(patchSize > 0 && imageSize % patchSize == 0, "patch_size", patchSize, "a divisor of image_size (\(imageSize))")
         try check(textLayers >= 1 && visionLayers >= 1, "text_layers/vision_layers", min(textLayers, visionLayers), "at least 1")
+        try check(viewShift >= 0 && viewShift < imageSize / 2, "view_shift", viewShift, "0 ..< image_size/2")
+        if !(imageViewWeight >= 0 && imageViewWeight.isFinite) {
+            throw TrainingError.invalidConfiguration(stage: "clip", option: "image_view_weight", value: "\(imageViewWeight)", rule: "a finite number ≥ 0")
+        }
         try training.validate(stage: "clip")
     }
 
@@ -121,7 +153,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
             text: try CLIPTextModelWithProjection(ComponentWriter.decode(CLIPTextConfig.self, from: textJSON)),
             vision: try CLIPVisionModelWithProjection(ComponentWriter.decode(CLIPVisionConfig.self, from: visionJSON)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
-        model.initialize(using: &initRNG)
+        model.initialize(using: &initRNG, visionEmbeddings: initialization)
 
         let loop = try TrainingLoop(stage: "clip", model: model, schedule: training,
                                     folder: out.appendingPathComponent("checkpoints/clip"), configJSON: try jsonString(self))
@@ -129,14 +161,30 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let length = tokenizer.modelMaxLength
         let outcome = try loop.run(progress: progress) { step in
-            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: "clip", progress: progress) {
-                try downsampled($0, to: imageSize)
+            let indices = sampler.indices(step: step)
+            var (images, captions) = loadBatch(dataset, indices: mirrorPairs ? Array(indices.prefix((indices.count + 1) / 2)) : indices,
+                                               stage: "clip", progress: progress) { try downsampled($0, to: imageSize) }
+            if mirrorPairs {
+                let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
+                images += mirrors.map(\.image)
+                captions += mirrors.map(\.caption)
             }
             guard images.count >= 2 else { return nil }
             let pixels = normalizedPixels(images, mean: Self.imageMean, std: Self.imageStd)
-            let negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative) : []
+            // A negative that is some image's own caption in this batch (a mirror pair's) would be a target and a
+            // non-target at once: only the others are added.
+            let own = Set(captions)
+            let negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative).filter { !own.contains($0) } : []
+            var views: Tensor?
+            if imageViewWeight > 0 {
+                var rng = TrainingRandom.generator(seed: training.seed, step: step, .augmentation)
+                let span = 2 * viewShift + 1
+                views = normalizedPixels(images.map {
+                    $0.shifted(dx: TrainingRandom.int(span, using: &rng) - viewShift, dy: TrainingRandom.int(span, using: &rng) - viewShift)
+                }, mean: Self.imageMean, std: Self.imageStd)
+            }
             return model.contrastiveLoss(pixels: pixels, ids: tokenizer(captions + negatives, padToLength: length).ids,
-                                         captions: captions)
+                                         captions: captions, views: views, viewWeight: imageViewWeight)
         }
         if outcome.exported {
             try ComponentWriter.writeModel(model.text, config: textJSON, to: out.appendingPathComponent("text_encoder"),
@@ -166,15 +214,25 @@ final class CLIPContrastiveModel: Module {
     }
 
     /// PyTorch default initialisation, then CLIP's for the embeddings (transformers `CLIPPreTrainedModel._init_weights`:
-    /// token embeddings N(0, 0.02²), positions N(0, 0.01²), the class embedding N(0, 1/width)).
-    func initialize(using rng: inout Philox) {
+    /// token embeddings N(0, 0.02²), text positions N(0, 0.01²), the class embedding N(0, 1/width)); the patch
+    /// embedding and image positions follow `visionEmbeddings`.
+    ///
+    /// The patch embedding matters: PyTorch's default for a 4 × 4 × 3 convolution is about four times CLIP's, which
+    /// drowns the image positions (≈ 1 % of each patch's vector instead of ≈ 10 %) and leaves the embedding with
+    /// little layout.
+    func initialize(using rng: inout Philox, visionEmbeddings: CLIPTrainingConfiguration.Initialization) {
         resetParameters(using: &rng)
+        let clip = visionEmbeddings == .clip
         withNoGrad {
             for (key, t) in namedParameters() {
                 let scale: Float
                 if key.hasSuffix("token_embedding.weight") { scale = 0.02 }
-                else if key.hasSuffix("position_embedding.weight") { scale = 0.01 }
-                else if key.hasSuffix("class_embedding") {
+                else if key.hasSuffix("text_model.embeddings.position_embedding.weight") { scale = 0.01 }
+                else if key.hasSuffix("vision_model.embeddings.position_embedding.weight") { scale = clip ? 0.02 : 0.01 }
+                else if clip, key.hasSuffix("patch_embedding.weight") {
+                    t.assign(Tensor.randn(t.shape, using: &rng) * 0.02)
+                    continue
+                } else if key.hasSuffix("class_embedding") {
                     t.assign(Tensor.randn(t.shape, using: &rng) * (1 / Float(t.count).squareRoot()))
                     continue
                 } else { continue }
@@ -190,7 +248,7 @@ final class CLIPContrastiveModel: Module {
     /// them is a correct match, so each row's target spreads evenly over the entries sharing its caption. With
     /// distinct captions this is CLIP's loss exactly. `ids` may hold more texts than `captions`: the extra ones are
     /// hard negatives, extra columns of the image → text softmax that match no image.
-    func contrastiveLoss(pixels: Tensor, ids: [[Int]], captions: [String]) -> Tensor {
+    func contrastiveLoss(pixels: Tensor, ids: [[Int]], captions: [String], views: Tensor? = nil, viewWeight: Float = 0) -> Tensor {
         let b = captions.count, n = ids.count
         let image = l2Normalized(vision(pixels))               // [B, E]
         let textEmbeds = l2Normalized(text(ids).textEmbeds)    // [N, E], N ≥ B
@@ -207,7 +265,13 @@ final class CLIPContrastiveModel: Module {
         let own = n == b ? logits : logits.sliced(axis: 1, 0..<b)
         let ownTargets = n == b ? t : Tensor(shape: [b, b], (0..<(b * b)).map { targets[($0 / b) * n + $0 % b] })
         let textToImage = -(ownTargets * own.logSoftmax(axis: 0)).sum() / Float(b)
-        return (imageToText + textToImage) * 0.5
+        let clipLoss = (imageToText + textToImage) * 0.5
+        guard let views, viewWeight > 0 else { return clipLoss }
+        // SLIP's image–image term: image i and view j match when i = j (SimCLR's temperature 0.1).
+        let viewLogits = image.matmul(l2Normalized(vision(views)).transposed(0, 1)) * 10  // [B, B]
+        let identity = Tensor(shape: [b, b], (0..<(b * b)).map { $0 / b == $0 % b ? 1 : 0 })
+        let viewLoss = -(identity * viewLogits.logSoftmax(axis: 1)).sum() / Float(b) - (identity * viewLogits.logSoftmax(axis: 0)).sum() / Float(b)
+        return clipLoss + viewLoss * (0.5 * viewWeight)
     }
 }
 
@@ -218,6 +282,19 @@ public enum CaptionNegatives {
 
     /// The caption with its relation reversed ("A left of B" → "A right of B"), or, for "a C₁ S₁ and a C₂ S₂" with two
     /// colours, the colours swapped ("a C₂ S₁ and a C₁ S₂"); nil when neither applies.
+    /// The scene's mirror image and the caption that describes it (see `CLIPTrainingConfiguration.mirrorPairs`).
+    ///
+    /// A top–bottom flip turns a ShapesWorld triangle upside down, which no caption distinguishes; the image is still
+    /// a triangle in the named relation.
+    public static func mirrorPair(image: RGBImage, caption: String) -> (image: RGBImage, caption: String) {
+        let horizontal = (" to the left of ", " to the right of "), vertical = (" above ", " below ")
+        for ((a, b), flipsHorizontally) in [(horizontal, true), (vertical, false)] {
+            if caption.contains(a) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: a, with: b)) }
+            if caption.contains(b) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: b, with: a)) }
+        }
+        return (image.flipped(horizontally: true), caption)
+    }
+
     public static func hardNegative(_ caption: String) -> String? {
         for (a, b) in opposites {
             if caption.contains(a) { return caption.replacingOccurrences(of: a, with: b) }

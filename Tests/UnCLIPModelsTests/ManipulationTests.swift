@@ -153,6 +153,24 @@ final class ManipulationTests: XCTestCase {
         XCTAssertThrowsError(try p.variations(of: try input(), count: 1, options: DDIMOptions(eta: -1), noise: &noise))
     }
 
+    func testTextWithGivenImageEmbeddingsSkipsThePrior() throws {
+        // With the empty prompt, decoding given embeddings is the variation pipeline (which conditions on "") draw for draw.
+        let p = try pipeline()
+        var options = SamplingOptions()
+        options.decoderSteps = 3
+        options.superResSteps = 2
+        options.imagesPerPrompt = 2
+        let z = try p.imageEmbeddings(of: [try input()])
+        var n1 = SeededNoise(seed: 4), n2 = SeededNoise(seed: 4)
+        let given = try p.generate(prompts: [""], imageEmbeddings: z, options: options, noise: &n1)
+        let varied = try p.vary(imageEmbeddings: z, options: options, noise: &n2)
+        XCTAssertEqual(given.shape[0], 2)
+        XCTAssertEqual(maxDifference(given, varied), 0)
+        XCTAssertThrowsError(try p.generate(prompts: ["a", "b"], imageEmbeddings: z, options: options, noise: &n1)) {
+            XCTAssertTrue("\($0)".contains("need [2, E]"), "\($0)")
+        }
+    }
+
     func testZeroShotProbabilitiesSumToOne() throws {
         let probabilities = try pipeline().classify(try input(), labels: ["a cat", "a dog", "a frog"])
         XCTAssertEqual(probabilities.count, 3)

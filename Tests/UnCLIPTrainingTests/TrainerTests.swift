@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPImage
 import UnCLIPModels
 import XCTest
 @testable import UnCLIPTraining
@@ -111,6 +112,62 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try directory.loadImageEncoder().config.imageSize, 32)
         let processor = try CLIPImageProcessor(configURL: out.appendingPathComponent("feature_extractor/preprocessor_config.json"))
         XCTAssertEqual(processor.cropWidth, 32)
+    }
+
+    func testRelationRecipeTrains() throws {
+        // docs/training.md's relation recipe, from JSON as a user gives it: CLIP's initialisation, mirror pairs, hard
+        // negatives and the image-view term all run, and the loss still falls.
+        let out = try temporaryDirectory("clip-relations")
+        var c = TrainAllConfiguration.smokeTest
+        try c.tokenizer.run(dataset: eight, out: out)
+        let recipe = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("""
+            {"initialization": "clip", "mirror_pairs": true, "hard_negatives": true, "image_view_weight": 1}
+            """.utf8))
+        XCTAssertEqual(recipe.initialization, .clip)
+        XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives)
+        XCTAssertEqual(recipe.imageViewWeight, 1)
+        c.clip.initialization = recipe.initialization
+        c.clip.mirrorPairs = true
+        c.clip.hardNegatives = true
+        c.clip.imageViewWeight = 1
+        overfit(&c.clip.training, steps: 30, lr: 2e-3)
+        XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
+        assertLossFalls(try losses(out, stage: "clip"), by: 0.8)
+        XCTAssertThrowsError(try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"initialization": "xavier"}"#.utf8)))
+        var bad = CLIPTrainingConfiguration()
+        bad.viewShift = 16
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("view_shift"), "\($0)") }
+    }
+
+    func testMirrorPairsFlipAlongTheRelationAndReverseIt() throws {
+        let world = ShapesWorld(seed: 3)
+        var seen = Set<String>()
+        for index in 0..<200 {
+            let scene = world.scene(at: index)
+            let image = ShapesWorld.render(scene)
+            let (mirror, caption) = CaptionNegatives.mirrorPair(image: image, caption: scene.caption)
+            let horizontal: Bool
+            switch scene.relation {
+            case .leftOf?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "left", with: "right")); horizontal = true
+            case .rightOf?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "right", with: "left")); horizontal = true
+            case .above?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "above", with: "below")); horizontal = false
+            case .below?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "below", with: "above")); horizontal = false
+            case nil: XCTAssertEqual(caption, scene.caption); horizontal = true
+            }
+            seen.insert(scene.relation.map { "\($0)" } ?? "none")
+            XCTAssertEqual(mirror, image.flipped(horizontally: horizontal))
+            XCTAssertEqual(mirror.flipped(horizontally: horizontal), image)
+        }
+        XCTAssertEqual(seen.count, 5, "every relation and none occur in 200 scenes")
+        // The flip itself: column x ↔ width−1−x, row y ↔ height−1−y.
+        let strip = RGBImage(width: 3, height: 2, pixels: (0..<18).map(UInt8.init))
+        XCTAssertEqual(strip.flipped(horizontally: true).pixels, [6, 7, 8, 3, 4, 5, 0, 1, 2, 15, 16, 17, 12, 13, 14, 9, 10, 11])
+        XCTAssertEqual(strip.flipped(horizontally: false).pixels, Array((9..<18).map(UInt8.init)) + (0..<9).map(UInt8.init))
+        XCTAssertEqual(strip.shifted(dx: 1, dy: 0).pixels, [0, 1, 2, 0, 1, 2, 3, 4, 5, 9, 10, 11, 9, 10, 11, 12, 13, 14])
+        XCTAssertEqual(strip.shifted(dx: 0, dy: -1).pixels, Array((9..<18).map(UInt8.init)) + (9..<18).map(UInt8.init))
+        XCTAssertEqual(CaptionNegatives.hardNegative("a red circle above a blue square"), "a red circle below a blue square")
+        XCTAssertEqual(CaptionNegatives.hardNegative("a red circle and an orange square"), "an orange circle and a red square")
+        XCTAssertNil(CaptionNegatives.hardNegative("a red circle"))
     }
 
     func testPriorLossFalls() throws {

@@ -310,6 +310,25 @@ public final class UnCLIPPipeline {
         }
     }
 
+    /// Text and given CLIP image embeddings [P, E] (one per prompt) → images, the prior skipped: the decoder draws
+    /// `options.imagesPerPrompt` images of each embedding, conditioned on its caption as in `generate`. With the
+    /// embedding of a real image of the caption this measures the decoder apart from the prior.
+    public func generate(prompts: [String], imageEmbeddings given: Tensor, options: SamplingOptions = SamplingOptions(),
+                         noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
+        try options.validate()
+        guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
+        guard given.rank == 2, given.shape[0] == prompts.count else {
+            throw PipelineArgumentError("image embeddings of shape \(given.shape) for \(prompts.count) prompts: need [\(prompts.count), E]")
+        }
+        return try withNoGrad {
+            let text = try encodePrompts(prompts, imagesPerPrompt: options.imagesPerPrompt, classifierFreeGuidance: options.classifierFreeGuidance)
+            let rows = (0..<prompts.count).flatMap { Array(repeating: $0, count: options.imagesPerPrompt) }
+            let embeddings = repeatRows(given, rows)
+            emit("image_embeddings", embeddings)
+            return try finish(imageEmbeddings: embeddings, text: text, options: options, noise: &noise, progress: progress)
+        }
+    }
+
     /// Decoder and super-resolution from given CLIP image embeddings [B, E] and text conditioning.
     public func finish(imageEmbeddings: Tensor, text: TextConditioning, options: SamplingOptions, noise: inout some NoiseSource,
                        progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
