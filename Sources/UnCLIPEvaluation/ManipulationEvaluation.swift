@@ -143,17 +143,12 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     options.imagesPerPrompt = 1
     for index in 0..<scenes {
         let scene = world.scene(at: index)
-        guard let relation = scene.relation else { continue }
-        let opposite: SpatialRelation, horizontal: Bool
-        switch relation {
-        case .leftOf: (opposite, horizontal) = (.rightOf, true)
-        case .rightOf: (opposite, horizontal) = (.leftOf, true)
-        case .above: (opposite, horizontal) = (.below, false)
-        case .below: (opposite, horizontal) = (.above, false)
-        }
-        let reversed = ShapesCaption.text(objects: scene.objects, relation: opposite, mentionsSize: scene.mentionsSize)
+        guard scene.relation != nil else { continue }
+        // The scene's mirror image along the relation's axis and its caption, the relation reversed — the same pair
+        // CLIP's mirror-pair training uses.
         let render = ShapesWorld.render(scene)
-        let z = try pipeline.imageEmbeddings(of: [render, render.flipped(horizontally: horizontal)])
+        let (mirror, reversed) = CaptionNegatives.mirrorPair(image: render, caption: scene.caption)
+        let z = try pipeline.imageEmbeddings(of: [render, mirror])
         let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
         report.cases += 1
         if cosine(z, row: 0, t, row: 0) > cosine(z, row: 0, t, row: 1) { report.preferred += 1 }

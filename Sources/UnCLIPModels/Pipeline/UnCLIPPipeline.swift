@@ -360,13 +360,8 @@ public final class UnCLIPPipeline {
             guard let embeds = try given ?? pixelValues.map({ try imageEmbeddings(pixelValues: $0) }) else {
                 throw PipelineArgumentError("vary needs an image or image embeddings")
             }
-            let n = embeds.shape[0]
-            let rows = (0..<n).flatMap { Array(repeating: $0, count: options.imagesPerPrompt) }
-            let repeated = repeatRows(embeds, rows)
-            emit("image_embeddings", repeated)
-            let text = try encodePrompts(Array(repeating: "", count: n), imagesPerPrompt: options.imagesPerPrompt,
-                                         classifierFreeGuidance: options.classifierFreeGuidance)
-            return try finish(imageEmbeddings: repeated, text: text, options: options, noise: &noise, progress: progress)
+            return try generate(prompts: Array(repeating: "", count: embeds.shape[0]), imageEmbeddings: embeds, options: options,
+                                noise: &noise, progress: progress)
         }
     }
 }
