@@ -287,8 +287,7 @@ public enum CaptionNegatives {
     /// A top–bottom flip turns a ShapesWorld triangle upside down, which no caption distinguishes; the image is still
     /// a triangle in the named relation.
     public static func mirrorPair(image: RGBImage, caption: String) -> (image: RGBImage, caption: String) {
-        let horizontal = (" to the left of ", " to the right of "), vertical = (" above ", " below ")
-        for ((a, b), flipsHorizontally) in [(horizontal, true), (vertical, false)] {
+        for ((a, b), flipsHorizontally) in zip(opposites, [true, false]) {  // left/right flips across x, above/below across y
             if caption.contains(a) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: a, with: b)) }
             if caption.contains(b) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: b, with: a)) }
         }
