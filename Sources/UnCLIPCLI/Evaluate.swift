@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UnCLIPModels
 import UnCLIPEvaluation
+import UnCLIPImage
 import UnCLIPTraining
 
 /// `unclip evaluate`: caption fidelity, diversity and CLIP score on ShapesWorld prompts.
@@ -16,7 +17,9 @@ struct Evaluate: ParsableCommand {
             --task textdiff: the paper's text diff on renders of a red circle, "a red circle" → "a blue circle" at \
             θ = 0.5, judged by the parser (blue circle, centre kept within 8 px). --task relations: where spatial \
             relations get lost: does CLIP's text prefer a scene's true caption over the reversed relation, does its \
-            image embedding tell a scene from its mirror image, does the prior's sample (50 % is chance).
+            image embedding tell a scene from its mirror image, does the prior's sample (50 % is chance); and, on \
+            every two-object scene, does CLIP prefer the true caption over one with a shape or a colour changed or \
+            the two colours swapped.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
@@ -46,7 +49,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the sampling noise.")
     var seed: UInt64 = 1
 
-    @Option(help: "Write a labelled grid of the first prompts' images here.")
+    @Option(help: "Write a labelled grid of the first prompts' images here (--task textdiff: every case, input beside its edit).")
     var grid: String?
 
     @Option(help: "Classifier-free guidance scale of the prior (default: the model's).")
@@ -55,7 +58,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Classifier-free guidance scale of the decoder (default: the model's).")
     var decoderGuidance: Float?
 
-    @Flag(help: "Print every image's verdict and the objects the parser found.")
+    @Flag(help: "Print every image's verdict and the objects the parser found (--task textdiff: every case).")
     var verbose = false
 
     @Flag(help: "Skip the prior: decode the CLIP image embedding of each prompt's ground-truth render (measures the decoder alone).")
@@ -86,7 +89,10 @@ struct Evaluate: ParsableCommand {
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
-            print(try evaluateTextDiff(pipeline: pipeline, cases: cases, options: ddim) { done, _ in bar.update(done) })
+            let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: ddim) { done, _ in bar.update(done) }
+            if verbose { report.results.enumerated().forEach { print("case \($0.offset): \($0.element)") } }
+            if let grid { try writeTextDiffGrid(report, to: grid) }
+            print(report)
             return
         }
         var c = ShapesEvaluationConfiguration()
@@ -106,4 +112,23 @@ struct Evaluate: ParsableCommand {
         let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
         print(report)
     }
+}
+
+/// Each case's input beside its edit, labelled with the parser's verdict, four pairs to a row.
+func writeTextDiffGrid(_ report: TextDiffReport, to path: String) throws {
+    var images: [RGBImage] = [], labels: [String] = []
+    for (k, result) in report.results.enumerated() {
+        images += [result.input, result.edited]
+        let label: String
+        switch (result.displacement, result.found.first) {
+        case (let d?, _?) where result.turnedBlue:
+            label = (d <= report.positionTolerance ? "ok " : "NO ") + String(format: "%.0f px", d)
+        case (_?, let object?): label = "NO \(object.color.name) \(object.shape.name)"
+        default: label = "NO \(result.found.count) objects"
+        }
+        labels += ["\(k)", label]
+    }
+    let title = String(format: "text diff \"a red circle\" to \"a blue circle\", θ = %.2f (label: centre moved)", report.theta)
+    try RGBImage.labelledGrid(images, labels: labels, columns: 8, title: title).writePNG(to: URL(fileURLWithPath: path))
+    print("wrote \(path)")
 }

@@ -88,6 +88,9 @@ public struct CaptionCheckSummary: Sendable, CustomStringConvertible {
     public private(set) var bindingsCorrect = 0
     public private(set) var sizeChecked = 0, sizeCorrect = 0
     public private(set) var relationChecked = 0, relationCorrect = 0
+    /// Relation captions whose objects were all bound (drawn with the right colour and shape), so that the relation
+    /// could be judged on its own.
+    public private(set) var relationBound = 0
     public private(set) var wholeCorrect = 0
 
     public init() {}
@@ -99,7 +102,11 @@ public struct CaptionCheckSummary: Sendable, CustomStringConvertible {
         if result.countCorrect { countsCorrect += 1 }
         if result.bindingCorrect { bindingsCorrect += 1 }
         if let s = result.sizeCorrect { sizeChecked += 1; if s { sizeCorrect += 1 } }
-        if let r = result.relationCorrect { relationChecked += 1; if r { relationCorrect += 1 } }
+        if let r = result.relationCorrect {
+            relationChecked += 1
+            if r { relationCorrect += 1 }
+            if result.bindingCorrect { relationBound += 1 }
+        }
         if result.correct { wholeCorrect += 1 }
     }
 
@@ -112,13 +119,17 @@ public struct CaptionCheckSummary: Sendable, CustomStringConvertible {
     public var sizeAccuracy: Double { rate(sizeCorrect, sizeChecked) }
     /// Over captions that state a relation.
     public var relationAccuracy: Double { rate(relationCorrect, relationChecked) }
+    /// Over captions that state a relation and whose objects were bound: the relation alone (a relation needs its
+    /// two objects, so `relationAccuracy` also counts binding failures).
+    public var relationAccuracyWhenBound: Double { rate(relationCorrect, relationBound) }
     public var wholeCaptionAccuracy: Double { rate(wholeCorrect, images) }
 
     public var description: String {
         func pct(_ v: Double) -> String { v.isNaN ? "n/a" : String((v * 1000).rounded() / 10) + "%" }
         return "\(images) images: colour \(pct(colorAccuracy)), shape \(pct(shapeAccuracy)), count \(pct(countAccuracy)), "
             + "binding \(pct(bindingAccuracy)), size \(pct(sizeAccuracy)) of \(sizeChecked), "
-            + "relation \(pct(relationAccuracy)) of \(relationChecked), whole caption \(pct(wholeCaptionAccuracy))"
+            + "relation \(pct(relationAccuracy)) of \(relationChecked) (\(pct(relationAccuracyWhenBound)) of \(relationBound) bound), "
+            + "whole caption \(pct(wholeCaptionAccuracy))"
     }
 }
 

@@ -51,11 +51,33 @@ public struct TextDiffReport: Sendable, CustomStringConvertible {
     public var meanDisplacement = 0.0
     public var positionTolerance = 8.0
     public var theta: Float = 0.5
+    /// Every case: the red circle, its edit and what the parser found in it.
+    public var results: [TextDiffCase] = []
 
     public var description: String {
         String(format: "text diff \"a red circle\" → \"a blue circle\", θ = %.2f, %d cases: blue circle %.1f %%, blue circle within %.0f px %.1f %%, mean displacement %.1f px",
                theta, cases, 100 * Double(turnedBlue) / Double(max(cases, 1)), positionTolerance,
                100 * Double(turnedBlueInPlace) / Double(max(cases, 1)), meanDisplacement)
+    }
+}
+
+/// One text-diff case: the rendered red circle, the edited image and the parser's reading of it.
+public struct TextDiffCase: Sendable, CustomStringConvertible {
+    public var original: SceneObject
+    public var input: RGBImage
+    public var edited: RGBImage
+    public var found: [DetectedObject]
+    /// Centroid distance to the original centre (128-px canvas) when exactly one object was found.
+    public var displacement: Double?
+    public var turnedBlue: Bool { found.count == 1 && found[0].color == .blue && found[0].shape == .circle }
+
+    public var verdict: String {
+        guard let d = displacement else { return "\(found.count) objects" }
+        return "\(found[0].color.name) \(found[0].shape.name), moved " + String(format: "%.1f px", d)
+    }
+    public var description: String {
+        "\(original.sizeClass) red circle " + String(format: "s %.1f at (%.1f, %.1f)", original.s, original.cx, original.cy)
+            + " → \(verdict); found: " + found.map(\.description).joined(separator: ", ")
     }
 }
 
@@ -81,18 +103,20 @@ public func evaluateTextDiff(pipeline: UnCLIPPipeline, cases: Int = 50, seed: UI
         var noise = SeededNoise(seed: UInt64(k))
         let edited = UnCLIPPipeline.images(from: try pipeline.textDiff(image, from: "a red circle", to: "a blue circle",
                                                                       thetas: [theta], options: options, noise: &noise))[0]
-        let found = parser.parse(edited)
+        var result = TextDiffCase(original: object, input: image, edited: edited, found: parser.parse(edited))
         report.cases += 1
-        if found.count == 1 {
-            let d = ((found[0].cx - object.cx) * (found[0].cx - object.cx)
-                     + (found[0].cy - object.cy) * (found[0].cy - object.cy)).squareRoot()
+        if result.found.count == 1 {
+            let found = result.found[0]
+            let d = ((found.cx - object.cx) * (found.cx - object.cx) + (found.cy - object.cy) * (found.cy - object.cy)).squareRoot()
+            result.displacement = d
             displacementSum += d
             displaced += 1
-            if found[0].color == .blue && found[0].shape == .circle {
+            if result.turnedBlue {
                 report.turnedBlue += 1
                 if d <= positionTolerance { report.turnedBlueInPlace += 1 }
             }
         }
+        report.results.append(result)
         progress?(k + 1, cases)
     }
     report.meanDisplacement = displaced > 0 ? displacementSum / Double(displaced) : 0
@@ -116,6 +140,13 @@ public struct RelationProbeReport: Sendable, CustomStringConvertible {
     /// Cases the prior was probed on (0 without a prior) and how many it placed on the scene's side.
     public var priorCases = 0
     public var priorPreferred = 0
+    /// Two-object scenes (with or without a relation) on which CLIP's text scored the true caption against edits
+    /// of it: the first object's shape changed, the second's colour changed, the two colours swapped (binding).
+    public var attributeCases = 0
+    public var shapePreferred = 0
+    public var colorPreferred = 0
+    public var swapCases = 0
+    public var swapPreferred = 0
     public var description: String {
         func pct(_ a: Int, _ b: Int) -> Double { 100 * Double(a) / Double(max(b, 1)) }
         var lines = [
@@ -124,6 +155,11 @@ public struct RelationProbeReport: Sendable, CustomStringConvertible {
                    pct(preferred, cases), meanTextCosine),
             String(format: "  CLIP image: cosine of a scene's embedding and its mirror image's %.4f", meanMirrorImageCosine),
         ]
+        if attributeCases > 0 {
+            lines.append(String(format: "  CLIP text on %d two-object scenes, true caption preferred over: first shape changed %.1f %%, second colour changed %.1f %%, colours swapped %.1f %% (%d scenes)",
+                                attributeCases, pct(shapePreferred, attributeCases), pct(colorPreferred, attributeCases),
+                                pct(swapPreferred, swapCases), swapCases))
+        }
         if priorCases > 0 {
             lines.append(String(format: "  prior:      sample closer to the scene than to its mirror image for %.1f %% (chance 50 %%)",
                                 pct(priorPreferred, priorCases)))
@@ -143,6 +179,7 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     options.imagesPerPrompt = 1
     for index in 0..<scenes {
         let scene = world.scene(at: index)
+        if scene.objects.count == 2 { try probeAttributes(of: scene, pipeline: pipeline, into: &report) }
         guard scene.relation != nil else { continue }
         // The scene's mirror image along the relation's axis and its caption, the relation reversed — the same pair
         // CLIP's mirror-pair training uses.
@@ -166,4 +203,26 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     report.meanTextCosine = textCosines / Double(max(report.cases, 1))
     report.meanMirrorImageCosine = imageCosines / Double(max(report.cases, 1))
     return report
+}
+
+/// Does CLIP's text prefer a two-object scene's caption over the same caption with one attribute changed?
+private func probeAttributes(of scene: Scene, pipeline: UnCLIPPipeline, into report: inout RelationProbeReport) throws {
+    func edited(_ change: (inout [SceneObject]) -> Void) -> String {
+        var objects = scene.objects
+        change(&objects)
+        return Scene(objects: objects, relation: scene.relation, mentionsSize: scene.mentionsSize).caption
+    }
+    let shape = edited { $0[0].shape = ShapeKind(rawValue: ($0[0].shape.rawValue + 1) % ShapeKind.allCases.count)! }
+    let color = edited { $0[1].color = ShapeColor(rawValue: ($0[1].color.rawValue + 1) % ShapeColor.allCases.count)! }
+    let swapped = edited { objects in (objects[0].color, objects[1].color) = (objects[1].color, objects[0].color) }
+    let z = try pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)])
+    let t = try pipeline.textEmbeddings(of: [scene.caption, shape, color, swapped])
+    let truth = cosine(z, row: 0, t, row: 0)
+    report.attributeCases += 1
+    if truth > cosine(z, row: 0, t, row: 1) { report.shapePreferred += 1 }
+    if truth > cosine(z, row: 0, t, row: 2) { report.colorPreferred += 1 }
+    if swapped != scene.caption {
+        report.swapCases += 1
+        if truth > cosine(z, row: 0, t, row: 3) { report.swapPreferred += 1 }
+    }
 }

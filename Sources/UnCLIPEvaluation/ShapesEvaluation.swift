@@ -41,7 +41,7 @@ public struct ShapesEvaluationReport: Sendable, CustomStringConvertible {
     public var description: String {
         func pct(_ x: Double) -> String { String(format: "%5.1f %%", 100 * x) }
         func row(_ name: String, _ s: CaptionCheckSummary) -> String {
-            "\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) images \(String(s.images).padding(toLength: 5, withPad: " ", startingAt: 0)) colour \(pct(s.colorAccuracy))  shape \(pct(s.shapeAccuracy))  count \(pct(s.countAccuracy))  binding \(pct(s.bindingAccuracy))  relation \(s.relationChecked > 0 ? pct(s.relationAccuracy) : "   –   ")  whole caption \(pct(s.wholeCaptionAccuracy))"
+            "\(name.padding(toLength: 12, withPad: " ", startingAt: 0)) images \(String(s.images).padding(toLength: 5, withPad: " ", startingAt: 0)) colour \(pct(s.colorAccuracy))  shape \(pct(s.shapeAccuracy))  count \(pct(s.countAccuracy))  binding \(pct(s.bindingAccuracy))  relation \(s.relationChecked > 0 ? pct(s.relationAccuracy) : "   –   ")\(s.relationBound > 0 ? " (bound: " + pct(s.relationAccuracyWhenBound) + ")" : "")  whole caption \(pct(s.wholeCaptionAccuracy))"
         }
         return [
             "\(prompts) prompts × \(images / max(prompts, 1)) images",

@@ -34,6 +34,10 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// 2023). Part of the recipe that teaches CLIP relations (docs/training.md, "A CLIP that reads spatial
     /// relations"); off by default, as the rest of it.
     public var hardNegatives = false
+    /// Add, for each caption, two more hard negatives: one object's shape replaced by another shape, and one object's
+    /// colour replaced by another colour (`CaptionNegatives.attributeNegatives`). The relation recipe's image-view
+    /// term spends part of the embedding on layout; these keep shapes and colours in it.
+    public var attributeNegatives = false
     /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
     /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
     /// flipped top–bottom, "A below B"), any other scene flipped left–right with its caption unchanged. Each relation
@@ -66,6 +70,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         case textIntermediateSize = "text_intermediate_size", visionWidth = "vision_width", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", visionIntermediateSize = "vision_intermediate_size", imageSize = "image_size"
         case patchSize = "patch_size", precision, hardNegatives = "hard_negatives", mirrorPairs = "mirror_pairs"
+        case attributeNegatives = "attribute_negatives"
         case imageViewWeight = "image_view_weight", viewShift = "view_shift", initialization
     }
 
@@ -86,6 +91,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
         hardNegatives = try c.decodeIfPresent(Bool.self, forKey: .hardNegatives) ?? d.hardNegatives
         mirrorPairs = try c.decodeIfPresent(Bool.self, forKey: .mirrorPairs) ?? d.mirrorPairs
+        attributeNegatives = try c.decodeIfPresent(Bool.self, forKey: .attributeNegatives) ?? d.attributeNegatives
         imageViewWeight = try c.decodeIfPresent(Float.self, forKey: .imageViewWeight) ?? d.imageViewWeight
         viewShift = try c.decodeIfPresent(Int.self, forKey: .viewShift) ?? d.viewShift
         initialization = try c.decodeIfPresent(Initialization.self, forKey: .initialization) ?? d.initialization
@@ -174,7 +180,12 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
             // A negative that is some image's own caption in this batch (a mirror pair's) would be a target and a
             // non-target at once: only the others are added.
             let own = Set(captions)
-            let negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative).filter { !own.contains($0) } : []
+            var negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative) : []
+            if attributeNegatives {
+                var rng = TrainingRandom.generator(seed: training.seed, step: step, .negatives)
+                negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
+            }
+            negatives = negatives.filter { !own.contains($0) }
             var views: Tensor?
             if imageViewWeight > 0 {
                 var rng = TrainingRandom.generator(seed: training.seed, step: step, .augmentation)
@@ -280,8 +291,6 @@ final class CLIPContrastiveModel: Module {
 public enum CaptionNegatives {
     static let opposites = [(" to the left of ", " to the right of "), (" above ", " below ")]
 
-    /// The caption with its relation reversed ("A left of B" → "A right of B"), or, for "a C₁ S₁ and a C₂ S₂" with two
-    /// colours, the colours swapped ("a C₂ S₁ and a C₁ S₂"); nil when neither applies.
     /// The scene's mirror image and the caption that describes it (see `CLIPTrainingConfiguration.mirrorPairs`).
     ///
     /// A top–bottom flip turns a ShapesWorld triangle upside down, which no caption distinguishes; the image is still
@@ -294,6 +303,8 @@ public enum CaptionNegatives {
         return (image.flipped(horizontally: true), caption)
     }
 
+    /// The caption with its relation reversed ("A left of B" → "A right of B"), or, for "a C₁ S₁ and a C₂ S₂" with two
+    /// colours, the colours swapped ("a C₂ S₁ and a C₁ S₂"); nil when neither applies.
     public static func hardNegative(_ caption: String) -> String? {
         for (a, b) in opposites {
             if caption.contains(a) { return caption.replacingOccurrences(of: a, with: b) }
@@ -314,6 +325,28 @@ public enum CaptionNegatives {
         }
         article(&f); article(&s)
         return f.joined(separator: " ") + " and " + s.joined(separator: " ")
+    }
+}
+
+extension CaptionNegatives {
+    /// Up to two negatives of a ShapesWorld-style caption: one shape word (of one object, drawn from `rng`) replaced by
+    /// another shape, and one colour word replaced by another colour, the article fixed ("an orange" → "a red").
+    /// Captions without shape or colour words give none.
+    public static func attributeNegatives(_ caption: String, using rng: inout Philox) -> [String] {
+        var negatives: [String] = []
+        for vocabulary in [ShapeKind.allCases.map(\.name), ShapeColor.allCases.map(\.name)] {
+            var words = caption.split(separator: " ").map(String.init)
+            let slots = words.indices.filter { vocabulary.contains(words[$0]) }
+            guard !slots.isEmpty else { continue }
+            let slot = slots[TrainingRandom.int(slots.count, using: &rng)]
+            let others = vocabulary.filter { $0 != words[slot] }
+            words[slot] = others[TrainingRandom.int(others.count, using: &rng)]
+            for i in words.indices.dropLast() where words[i] == "a" || words[i] == "an" {
+                words[i] = ShapesCaption.article(before: words[i + 1])
+            }
+            negatives.append(words.joined(separator: " "))
+        }
+        return negatives
     }
 }
 

@@ -244,7 +244,7 @@ public enum TrainingInterrupt {
 public enum TrainingRandom {
     /// What a stream is used for; each gets its own Philox stream per step.
     public enum Purpose: UInt64 {
-        case batch = 1, timesteps, noise, dropout, augmentation, crop
+        case batch = 1, timesteps, noise, dropout, augmentation, crop, negatives
     }
 
     /// The generator for `purpose` at `step`.

@@ -238,6 +238,8 @@ final class ShapesParserTests: XCTestCase {
         XCTAssertEqual(summary.countAccuracy, 0.75)
         XCTAssertEqual(summary.bindingAccuracy, 0.75)
         XCTAssertEqual(summary.relationAccuracy, 0.5)  // right and extra
+        XCTAssertEqual(summary.relationBound, 3)  // all but the unbound one
+        XCTAssertEqual(summary.relationAccuracyWhenBound, 2.0 / 3.0, accuracy: 1e-12)
         XCTAssertTrue(summary.sizeAccuracy.isNaN)
     }
 

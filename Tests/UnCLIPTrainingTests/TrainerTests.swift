@@ -1,6 +1,7 @@
 import Foundation
 import UnCLIPImage
 import UnCLIPModels
+import UnCLIPTensor
 import XCTest
 @testable import UnCLIPTraining
 
@@ -121,14 +122,16 @@ final class TrainerTests: XCTestCase {
         var c = TrainAllConfiguration.smokeTest
         try c.tokenizer.run(dataset: eight, out: out)
         let recipe = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("""
-            {"initialization": "clip", "mirror_pairs": true, "hard_negatives": true, "image_view_weight": 1}
+            {"initialization": "clip", "mirror_pairs": true, "hard_negatives": true, "image_view_weight": 1,
+             "attribute_negatives": true}
             """.utf8))
         XCTAssertEqual(recipe.initialization, .clip)
-        XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives)
+        XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives && recipe.attributeNegatives)
         XCTAssertEqual(recipe.imageViewWeight, 1)
         c.clip.initialization = recipe.initialization
         c.clip.mirrorPairs = true
         c.clip.hardNegatives = true
+        c.clip.attributeNegatives = true
         c.clip.imageViewWeight = 1
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
@@ -168,6 +171,36 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(CaptionNegatives.hardNegative("a red circle above a blue square"), "a red circle below a blue square")
         XCTAssertEqual(CaptionNegatives.hardNegative("a red circle and an orange square"), "an orange circle and a red square")
         XCTAssertNil(CaptionNegatives.hardNegative("a red circle"))
+    }
+
+    func testAttributeNegativesChangeOneShapeAndOneColour() throws {
+        let shapes = Set(ShapeKind.allCases.map(\.name)), colors = Set(ShapeColor.allCases.map(\.name))
+        let world = ShapesWorld(seed: 4)
+        var rng = Philox(seed: 1)
+        for index in 0..<100 {
+            let caption = world.scene(at: index).caption
+            let negatives = CaptionNegatives.attributeNegatives(caption, using: &rng)
+            XCTAssertEqual(negatives.count, 2, caption)
+            let words = caption.split(separator: " ")
+            for (negative, vocabulary) in zip(negatives, [shapes, colors]) {
+                let changed = zip(words, negative.split(separator: " ")).filter { $0.0 != $0.1 }
+                // One word of the vocabulary replaced by another; at most the article before it follows.
+                let attribute = changed.filter { vocabulary.contains(String($0.0)) }
+                XCTAssertEqual(attribute.count, 1, "\(caption) → \(negative)")
+                XCTAssertTrue(attribute.allSatisfy { vocabulary.contains(String($0.1)) })
+                XCTAssertTrue(changed.allSatisfy { vocabulary.contains(String($0.0)) || $0.0 == "a" || $0.0 == "an" })
+                XCTAssertEqual(negative.split(separator: " ").count, words.count)
+            }
+        }
+        var again = Philox(seed: 7), once = Philox(seed: 7)
+        XCTAssertEqual(CaptionNegatives.attributeNegatives("an orange circle", using: &again),
+                       CaptionNegatives.attributeNegatives("an orange circle", using: &once), "a pure function of the generator")
+        var g = Philox(seed: 2)
+        for _ in 0..<20 {
+            let colour = CaptionNegatives.attributeNegatives("an orange circle", using: &g)[1]
+            XCTAssertTrue(colour.hasPrefix("a ") && !colour.hasPrefix("a orange"), colour)  // the article follows the colour
+        }
+        XCTAssertEqual(CaptionNegatives.attributeNegatives("a photo of a dog", using: &g), [])
     }
 
     func testPriorLossFalls() throws {
