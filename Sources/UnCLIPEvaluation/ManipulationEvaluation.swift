@@ -179,13 +179,17 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     options.imagesPerPrompt = 1
     for index in 0..<scenes {
         let scene = world.scene(at: index)
-        if scene.objects.count == 2 { try probeAttributes(of: scene, pipeline: pipeline, into: &report) }
-        guard scene.relation != nil else { continue }
+        guard scene.objects.count == 2 else { continue }
+        let render = ShapesWorld.render(scene)
+        guard scene.relation != nil else {
+            try probeAttributes(of: scene, embedding: pipeline.imageEmbeddings(of: [render]), pipeline: pipeline, into: &report)
+            continue
+        }
         // The scene's mirror image along the relation's axis and its caption, the relation reversed — the same pair
         // CLIP's mirror-pair training uses.
-        let render = ShapesWorld.render(scene)
         let (mirror, reversed) = CaptionNegatives.mirrorPair(image: render, caption: scene.caption)
         let z = try pipeline.imageEmbeddings(of: [render, mirror])
+        try probeAttributes(of: scene, embedding: z, pipeline: pipeline, into: &report)
         let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
         report.cases += 1
         if cosine(z, row: 0, t, row: 0) > cosine(z, row: 0, t, row: 1) { report.preferred += 1 }
@@ -205,8 +209,10 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     return report
 }
 
-/// Does CLIP's text prefer a two-object scene's caption over the same caption with one attribute changed?
-private func probeAttributes(of scene: Scene, pipeline: UnCLIPPipeline, into report: inout RelationProbeReport) throws {
+/// Does CLIP's text prefer a two-object scene's caption over the same caption with one attribute changed? `z`'s first
+/// row is the scene's image embedding.
+private func probeAttributes(of scene: Scene, embedding z: Tensor, pipeline: UnCLIPPipeline,
+                             into report: inout RelationProbeReport) throws {
     func edited(_ change: (inout [SceneObject]) -> Void) -> String {
         var objects = scene.objects
         change(&objects)
@@ -215,7 +221,6 @@ private func probeAttributes(of scene: Scene, pipeline: UnCLIPPipeline, into rep
     let shape = edited { $0[0].shape = ShapeKind(rawValue: ($0[0].shape.rawValue + 1) % ShapeKind.allCases.count)! }
     let color = edited { $0[1].color = ShapeColor(rawValue: ($0[1].color.rawValue + 1) % ShapeColor.allCases.count)! }
     let swapped = edited { objects in (objects[0].color, objects[1].color) = (objects[1].color, objects[0].color) }
-    let z = try pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)])
     let t = try pipeline.textEmbeddings(of: [scene.caption, shape, color, swapped])
     let truth = cosine(z, row: 0, t, row: 0)
     report.attributeCases += 1

@@ -320,11 +320,16 @@ public enum CaptionNegatives {
         var f = first, s = second
         f[f.count - 2] = c2
         s[s.count - 2] = c1
-        func article(_ words: inout [String]) {
-            if words.count >= 2, words[0] == "a" || words[0] == "an" { words[0] = ShapesCaption.article(before: words[1]) }
+        return articlesFixed(f + ["and"] + s).joined(separator: " ")
+    }
+
+    /// The words with every "a" / "an" made to agree with the word after it ("an orange" → "a red").
+    static func articlesFixed(_ words: [String]) -> [String] {
+        var words = words
+        for i in words.indices.dropLast() where words[i] == "a" || words[i] == "an" {
+            words[i] = ShapesCaption.article(before: words[i + 1])
         }
-        article(&f); article(&s)
-        return f.joined(separator: " ") + " and " + s.joined(separator: " ")
+        return words
     }
 }
 
@@ -341,10 +346,7 @@ extension CaptionNegatives {
             let slot = slots[TrainingRandom.int(slots.count, using: &rng)]
             let others = vocabulary.filter { $0 != words[slot] }
             words[slot] = others[TrainingRandom.int(others.count, using: &rng)]
-            for i in words.indices.dropLast() where words[i] == "a" || words[i] == "an" {
-                words[i] = ShapesCaption.article(before: words[i + 1])
-            }
-            negatives.append(words.joined(separator: " "))
+            negatives.append(articlesFixed(words).joined(separator: " "))
         }
         return negatives
     }
