@@ -16,7 +16,9 @@ final class ManipulationBarTests: XCTestCase {
     }
 
     func testPromptsParseBack() throws {
-        // One image per prompt at the model's default sampling settings: the parser must read the caption back.
+        // One image per prompt at the model's default sampling settings: the parser must read the caption back
+        // (200 prompts × 4: one object 95.5 %, two objects 74.1 %; docs/evaluation.md). The two-object prompt here is
+        // one the model gets wrong — "above a blue square" comes out with a blue circle, docs/evaluation.md.
         let p = try pipeline()
         let prompts = ["a red circle", "a blue square", "a large green triangle", "a purple cross", "a yellow circle above a blue square"]
         var noise = SeededNoise(seed: 11)
@@ -46,24 +48,21 @@ final class ManipulationBarTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(report.mean, 25, "\(report)")
     }
 
-    func testRelationProbeRuns() throws {
-        // The shipped CLIP reads no relations (docs/evaluation.md: 400 scenes, text 50.6 %, mirror-image cosine 0.82,
-        // prior 58.2 %): the probe must see relation scenes and report every stage in range; it documents the
-        // limitation rather than asserting it away.
+    func testCLIPAndPriorReadRelationsAndAttributes() throws {
+        // The shipped CLIP was trained with the relation recipe (docs/training.md; 400 scenes: text 97.1 %, prior
+        // 95.3 %, shape 95.8 %, colour 100 %, swapped colours 93.0 %). On 40 scenes each probe must stay well above
+        // chance (50 %): a CLIP that stopped reading word order, or a prior that stopped carrying it, fails here.
         let report = try probeRelations(pipeline: try pipeline(), scenes: 40)
         XCTAssertGreaterThan(report.cases, 5)
-        XCTAssertLessThanOrEqual(report.preferred, report.cases)
-        XCTAssertLessThanOrEqual(report.meanTextCosine, 1.0001)
-        XCTAssertGreaterThan(report.meanMirrorImageCosine, -1.0001)
-        XCTAssertLessThanOrEqual(report.meanMirrorImageCosine, 1.0001)
+        XCTAssertGreaterThanOrEqual(Double(report.preferred), 0.8 * Double(report.cases), "\(report)")
+        XCTAssertLessThan(report.meanTextCosine, 0.9, "true and reversed captions must embed apart: \(report)")
+        XCTAssertLessThan(report.meanMirrorImageCosine, 0.7, "a scene and its mirror image must embed apart: \(report)")
         XCTAssertEqual(report.priorCases, report.cases, "the shipped model has a prior: every case probes it")
-        XCTAssertLessThanOrEqual(report.priorPreferred, report.priorCases)
-        // Attributes are what the shipped CLIP does read (400 scenes: shape 96.2 %, colour 100 %, swapped colours
-        // 85.1 %): a CLIP that stopped telling colours apart would fail here.
+        XCTAssertGreaterThanOrEqual(Double(report.priorPreferred), 0.75 * Double(report.priorCases), "\(report)")
         XCTAssertGreaterThan(report.attributeCases, report.cases)
-        XCTAssertGreaterThanOrEqual(Double(report.colorPreferred), 0.9 * Double(report.attributeCases))
-        XCTAssertGreaterThanOrEqual(Double(report.shapePreferred), 0.8 * Double(report.attributeCases))
-        XCTAssertLessThanOrEqual(report.swapPreferred, report.swapCases)
+        XCTAssertGreaterThanOrEqual(Double(report.colorPreferred), 0.9 * Double(report.attributeCases), "\(report)")
+        XCTAssertGreaterThanOrEqual(Double(report.shapePreferred), 0.8 * Double(report.attributeCases), "\(report)")
+        XCTAssertGreaterThanOrEqual(Double(report.swapPreferred), 0.75 * Double(report.swapCases), "\(report)")
     }
 
     func testDecoderAloneEvaluationUsesTheRendersEmbeddings() throws {
@@ -81,7 +80,7 @@ final class ManipulationBarTests: XCTestCase {
     }
 
     func testTextDiffTurnsMostCirclesBlue() throws {
-        // A regression guard below the measured level (50 cases: 70 % blue, 56 % blue within 8 px;
+        // A regression guard near the measured level (50 cases: 54 % blue circle, 32 % blue circle within 8 px;
         // docs/manipulations.md), not the bar, which asks for 80 % blue *and* in place.
         let report = try evaluateTextDiff(pipeline: try pipeline(), cases: 10)
         XCTAssertGreaterThanOrEqual(report.turnedBlue, 5, "\(report)")
