@@ -89,7 +89,7 @@ struct Evaluate: ParsableCommand {
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
-            let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: ddim) { done, _ in bar.update(done) }
+            let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: inversion.options(eta: 0, defaults: .textDiff)) { done, _ in bar.update(done) }
             if verbose { report.results.enumerated().forEach { print("case \($0.offset): \($0.element)") } }
             if let grid { try writeTextDiffGrid(report, to: grid) }
             print(report)

@@ -8,14 +8,14 @@ import UnCLIPImage
 
 /// The DDIM decoder pass: steps, guidance, inversion refinements and depth (the manipulations and `evaluate`).
 struct InversionArguments: ParsableArguments {
-    @Option(help: "DDIM steps of the decoder (inversion and sampling).")
-    var ddimSteps = DDIMOptions().steps
+    @Option(help: "DDIM steps of the decoder (inversion and sampling; default 50, textdiff 25).")
+    var ddimSteps: Int?
 
     @Option(help: "Classifier-free guidance scale of the decoder during inversion and sampling (1 = none).")
     var guidance: Float = DDIMOptions().guidance
 
-    @Option(help: "Fixed-point refinements per inversion step (0 = plain DDIM inversion; each costs one decoder pass per step).")
-    var inversionRefinements = DDIMOptions().inversionRefinements
+    @Option(help: "Fixed-point refinements per inversion step (0 = plain DDIM inversion; each costs one decoder pass per step; default 6, textdiff 0).")
+    var inversionRefinements: Int?
 
     @Option(help: "Fraction of the noise schedule the inversion climbs (1: to t = 980; less keeps positions more firmly).")
     var depth: Double = DDIMOptions().depth
@@ -24,9 +24,10 @@ struct InversionArguments: ParsableArguments {
         do { try options(eta: 0).validate() } catch { throw ValidationError("\(error)") }
     }
 
-    func options(eta: Float, superResSteps: Int = DDIMOptions().superResSteps) -> DDIMOptions {
-        var o = DDIMOptions(steps: ddimSteps, eta: eta, guidance: guidance, superResSteps: superResSteps,
-                            inversionRefinements: inversionRefinements)
+    /// The options given, the rest from `defaults` (`DDIMOptions()`, or `.textDiff` for text diffs).
+    func options(eta: Float, superResSteps: Int = DDIMOptions().superResSteps, defaults: DDIMOptions = DDIMOptions()) -> DDIMOptions {
+        var o = DDIMOptions(steps: ddimSteps ?? defaults.steps, eta: eta, guidance: guidance, superResSteps: superResSteps,
+                            inversionRefinements: inversionRefinements ?? defaults.inversionRefinements)
         o.depth = depth
         return o
     }
@@ -49,7 +50,9 @@ struct DDIMArguments: ParsableArguments {
         guard superResSteps >= 2 else { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
     }
 
-    func options(eta: Float) -> DDIMOptions { inversion.options(eta: eta, superResSteps: superResSteps) }
+    func options(eta: Float, defaults: DDIMOptions = DDIMOptions()) -> DDIMOptions {
+        inversion.options(eta: eta, superResSteps: superResSteps, defaults: defaults)
+    }
 }
 
 /// Reads an input image, naming the file in any error.
@@ -238,7 +241,9 @@ struct TextDiff: ParsableCommand {
         discussion: """
             z_d = normalise(z_t − z_t0) from the CLIP text embeddings of --to and --from; frame k has \
             θ = max-theta·k/(frames − 1) and z_θ = slerp(z_i, z_d, θ), decoded from the image's DDIM-inverted x_T \
-            with η = 0, so θ = 0 is the plain reconstruction. Writes a labelled strip.
+            with η = 0, so θ = 0 is the plain reconstruction. The inversion is plain DDIM over 25 steps unless \
+            --inversion-refinements / --ddim-steps say otherwise: an exact inversion pins the original picture too \
+            firmly for the edit (docs/manipulations.md). Writes a labelled strip.
             """)
 
     @Argument(help: "The image to edit.")
@@ -273,7 +278,7 @@ struct TextDiff: ParsableCommand {
         var noise = SeededNoise(seed: ddim.seed)
         let thetas = (0..<frames).map { maxTheta * Float($0) / Float(frames - 1) }
         let start = Date()
-        let output = try pipeline.textDiff(input, from: from, to: to, thetas: thetas, options: ddim.options(eta: 0),
+        let output = try pipeline.textDiff(input, from: from, to: to, thetas: thetas, options: ddim.options(eta: 0, defaults: .textDiff),
                                            noise: &noise, progress: StageProgress(quiet: ddim.quiet).handle)
         try writeWithInput(UnCLIPPipeline.images(from: output), input: input, labels: thetas.map { "θ=\(format($0))" },
                            columns: thetas.count + 1, title: "\"\(from)\" -> \"\(to)\"", to: self.output, since: start)

@@ -84,7 +84,7 @@ public struct TextDiffCase: Sendable, CustomStringConvertible {
 /// ShapesWorld renders of one red circle (sizes and places drawn from `seed`), edited with the text diff
 /// "a red circle" → "a blue circle" at θ and parsed back by the project's evaluator.
 public func evaluateTextDiff(pipeline: UnCLIPPipeline, cases: Int = 50, seed: UInt64 = 5, theta: Float = 0.5,
-                             options: DDIMOptions = DDIMOptions(), positionTolerance: Double = 8,
+                             options: DDIMOptions = .textDiff, positionTolerance: Double = 8,
                              progress: ((Int, Int) -> Void)? = nil) throws -> TextDiffReport {
     var report = TextDiffReport()
     report.positionTolerance = positionTolerance

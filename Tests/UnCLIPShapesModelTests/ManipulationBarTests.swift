@@ -79,11 +79,11 @@ final class ManipulationBarTests: XCTestCase {
         XCTAssertGreaterThan(report.oneObject.images + report.twoObjects.images, 0)
     }
 
-    func testTextDiffTurnsMostCirclesBlue() throws {
-        // A regression guard near the measured level (50 cases: 54 % blue circle, 32 % blue circle within 8 px;
-        // docs/manipulations.md), not the bar, which asks for 80 % blue *and* in place.
+    func testTextDiffTurnsCirclesBlueInPlace() throws {
+        // The bar on the first 10 of its cases, at the text-diff defaults (plain DDIM inversion, 25 steps):
+        // a blue circle within 8 px in ≥ 80 % (100 cases: 99 % blue circle, 93 % in place; docs/manipulations.md).
         let report = try evaluateTextDiff(pipeline: try pipeline(), cases: 10)
-        XCTAssertGreaterThanOrEqual(report.turnedBlue, 5, "\(report)")
-        XCTAssertGreaterThanOrEqual(report.turnedBlueInPlace, 3, "\(report)")
+        XCTAssertGreaterThanOrEqual(report.turnedBlue, 8, "\(report)")
+        XCTAssertGreaterThanOrEqual(report.turnedBlueInPlace, 8, "\(report)")
     }
 }
