@@ -4,7 +4,7 @@
 #      keep their defaults: prior 1500 steps, decoder 5000, super-resolution 3000);
 #   2. the decoder continued twice, 5000 steps each with a fresh warm-up and cosine schedule (learning rate 3e-4,
 #      seeds 4 and 5), each run starting from the previous run's exported EMA weights (`initialize_from`).
-# About 2 h 40 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
+# About 2 h 37 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
 #
 #   Scripts/train-shapes-unclip.sh [OUT]          (default OUT: shapes-unclip; stages in OUT.stage1, OUT.stage2)
 #   UNCLIP=path/to/unclip Scripts/train-shapes-unclip.sh OUT

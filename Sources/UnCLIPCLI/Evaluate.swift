@@ -18,8 +18,8 @@ struct Evaluate: ParsableCommand {
             θ = 0.5, judged by the parser (blue circle, centre kept within 8 px). --task relations: where spatial \
             relations get lost: does CLIP's text prefer a scene's true caption over the reversed relation, does its \
             image embedding tell a scene from its mirror image, does the prior's sample (50 % is chance); and, on \
-            every two-object scene, does CLIP prefer the true caption over one with a shape or a colour changed or \
-            the two colours swapped.
+            every two-object scene, does CLIP prefer the true caption over one with a shape or a colour changed, or \
+            the two colours or the two shapes swapped.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
@@ -89,7 +89,8 @@ struct Evaluate: ParsableCommand {
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
-            let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: inversion.options(eta: 0, defaults: .textDiff)) { done, _ in bar.update(done) }
+            let options = inversion.options(eta: 0, defaults: .textDiff)
+            let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: options) { done, _ in bar.update(done) }
             if verbose { report.results.enumerated().forEach { print("case \($0.offset): \($0.element)") } }
             if let grid { try writeTextDiffGrid(report, to: grid) }
             print(report)

@@ -141,12 +141,15 @@ public struct RelationProbeReport: Sendable, CustomStringConvertible {
     public var priorCases = 0
     public var priorPreferred = 0
     /// Two-object scenes (with or without a relation) on which CLIP's text scored the true caption against edits
-    /// of it: the first object's shape changed, the second's colour changed, the two colours swapped (binding).
+    /// of it: the first object's shape changed, the second's colour changed, the two colours swapped or the two
+    /// shapes swapped (binding; the swaps only where the two differ).
     public var attributeCases = 0
     public var shapePreferred = 0
     public var colorPreferred = 0
     public var swapCases = 0
     public var swapPreferred = 0
+    public var shapeSwapCases = 0
+    public var shapeSwapPreferred = 0
     public var description: String {
         func pct(_ a: Int, _ b: Int) -> Double { 100 * Double(a) / Double(max(b, 1)) }
         var lines = [
@@ -156,9 +159,9 @@ public struct RelationProbeReport: Sendable, CustomStringConvertible {
             String(format: "  CLIP image: cosine of a scene's embedding and its mirror image's %.4f", meanMirrorImageCosine),
         ]
         if attributeCases > 0 {
-            lines.append(String(format: "  CLIP text on %d two-object scenes, true caption preferred over: first shape changed %.1f %%, second colour changed %.1f %%, colours swapped %.1f %% (%d scenes)",
+            lines.append(String(format: "  CLIP text on %d two-object scenes, true caption preferred over: first shape changed %.1f %%, second colour changed %.1f %%, colours swapped %.1f %% (%d scenes), shapes swapped %.1f %% (%d scenes)",
                                 attributeCases, pct(shapePreferred, attributeCases), pct(colorPreferred, attributeCases),
-                                pct(swapPreferred, swapCases), swapCases))
+                                pct(swapPreferred, swapCases), swapCases, pct(shapeSwapPreferred, shapeSwapCases), shapeSwapCases))
         }
         if priorCases > 0 {
             lines.append(String(format: "  prior:      sample closer to the scene than to its mirror image for %.1f %% (chance 50 %%)",
@@ -221,7 +224,8 @@ private func probeAttributes(of scene: Scene, embedding z: Tensor, pipeline: UnC
     let shape = edited { $0[0].shape = ShapeKind(rawValue: ($0[0].shape.rawValue + 1) % ShapeKind.allCases.count)! }
     let color = edited { $0[1].color = ShapeColor(rawValue: ($0[1].color.rawValue + 1) % ShapeColor.allCases.count)! }
     let swapped = edited { objects in (objects[0].color, objects[1].color) = (objects[1].color, objects[0].color) }
-    let t = try pipeline.textEmbeddings(of: [scene.caption, shape, color, swapped])
+    let shapesSwapped = edited { objects in (objects[0].shape, objects[1].shape) = (objects[1].shape, objects[0].shape) }
+    let t = try pipeline.textEmbeddings(of: [scene.caption, shape, color, swapped, shapesSwapped])
     let truth = cosine(z, row: 0, t, row: 0)
     report.attributeCases += 1
     if truth > cosine(z, row: 0, t, row: 1) { report.shapePreferred += 1 }
@@ -229,5 +233,9 @@ private func probeAttributes(of scene: Scene, embedding z: Tensor, pipeline: UnC
     if swapped != scene.caption {
         report.swapCases += 1
         if truth > cosine(z, row: 0, t, row: 3) { report.swapPreferred += 1 }
+    }
+    if shapesSwapped != scene.caption {
+        report.shapeSwapCases += 1
+        if truth > cosine(z, row: 0, t, row: 4) { report.shapeSwapPreferred += 1 }
     }
 }
