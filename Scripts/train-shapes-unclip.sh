@@ -3,10 +3,12 @@
 #   1. `unclip train all` with the relation recipe for CLIP (Scripts/shapes-unclip/train-all.json; the other stages
 #      keep their defaults: prior 1500 steps, decoder 5000, super-resolution 3000);
 #   2. the decoder continued twice, 5000 steps each with a fresh warm-up and cosine schedule (learning rate 3e-4,
-#      seeds 4 and 5), each run starting from the previous run's exported EMA weights (`initialize_from`).
-# About 2 h 37 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
+#      seeds 4 and 5), each run starting from the previous run's exported EMA weights (`initialize_from`);
+#   3. CLIP fine-tuned 800 steps with the binding negatives (Scripts/shapes-unclip/clip-binding.json, started from
+#      stage 3's towers), the prior retrained on it (defaults), and the decoder continued once more (seed 6).
+# About 3 h 30 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
 #
-#   Scripts/train-shapes-unclip.sh [OUT]          (default OUT: shapes-unclip; stages in OUT.stage1, OUT.stage2)
+#   Scripts/train-shapes-unclip.sh [OUT]          (default OUT: shapes-unclip; stages in OUT.stage1 … OUT.stage3)
 #   UNCLIP=path/to/unclip Scripts/train-shapes-unclip.sh OUT
 set -eu
 OUT=${1:-shapes-unclip}
@@ -19,17 +21,29 @@ fi
 
 "$UNCLIP" train all --out "$OUT.stage1" --config "$CONFIGS/train-all.json" --resume
 
-# Each continuation trains into a copy of the previous directory (its decoder checkpoint left behind) and starts
-# from that directory's exported decoder and text_proj weights.
-continue_decoder() { # FROM TO SEED
+# A decoder continuation starts from FROM's exported decoder and text_proj weights with a fresh schedule; each stage
+# trains in a copy of the previous directory (its checkpoints left behind).
+copy_pipeline() { # FROM TO
     if [ ! -f "$2/model_index.json" ]; then
         mkdir -p "$2"
-        (cd "$1" && tar --exclude=./checkpoints/decoder -cf - .) | (cd "$2" && tar xf -)
+        (cd "$1" && tar --exclude=./checkpoints -cf - .) | (cd "$2" && tar xf -)
     fi
+}
+continue_decoder() { # FROM DIR SEED
     printf '{"decoder": {"initialize_from": "%s", "training": {"steps": 5000, "learning_rate": 0.0003, "warmup_steps": 100, "seed": %s}}}\n' \
         "$(cd "$1" && pwd)" "$3" > "$2/decoder-continuation.json"
     "$UNCLIP" train decoder --out "$2" --config "$2/decoder-continuation.json" --resume
 }
-continue_decoder "$OUT.stage1" "$OUT.stage2" 4
-continue_decoder "$OUT.stage2" "$OUT" 5
+copy_pipeline "$OUT.stage1" "$OUT.stage2" && continue_decoder "$OUT.stage1" "$OUT.stage2" 4
+copy_pipeline "$OUT.stage2" "$OUT.stage3" && continue_decoder "$OUT.stage2" "$OUT.stage3" 5
+
+# Stage 4, the binding negatives: CLIP starts from stage 3's towers (its logit scale from the recipe's final value,
+# ln 20.2, in clip-binding.json), the prior is retrained from scratch on the new CLIP, and the decoder continues from
+# stage 3's weights on the new embeddings.
+copy_pipeline "$OUT.stage3" "$OUT"
+sed "s|\"binding_negatives\"|\"initialize_from\": \"$(cd "$OUT.stage3" && pwd)\", \"binding_negatives\"|" \
+    "$CONFIGS/clip-binding.json" > "$OUT/clip-binding.json"
+"$UNCLIP" train clip --out "$OUT" --config "$OUT/clip-binding.json" --resume
+"$UNCLIP" train prior --out "$OUT" --resume
+continue_decoder "$OUT.stage3" "$OUT" 6
 echo "pipeline written to $OUT"

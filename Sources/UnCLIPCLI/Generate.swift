@@ -9,8 +9,9 @@ struct Generate: ParsableCommand {
         abstract: "Draw images from a text prompt: CLIP text encoder → prior → decoder → super-resolution.",
         discussion: """
             Defaults are diffusers' UnCLIPPipeline defaults (prior 25 steps, decoder 25, super-resolution 7; guidance \
-            4.0 and 8.0) unless the model directory's unclip_defaults.json says otherwise (the embedded model: decoder \
-            guidance 3). With --noise, the recorded draws of a reference run are replayed, reproducing its image.
+            4.0 and 8.0) unless the model directory's unclip_defaults.json says otherwise (the embedded model: prior \
+            guidance 2, decoder guidance 3). With --noise, the recorded draws of a reference run are replayed, \
+            reproducing its image.
             """)
 
     @Argument(help: "The caption to draw.")
@@ -22,7 +23,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Prior denoising steps (default: the model's; diffusers' 25).")
     var priorSteps: Int?
 
-    @Option(help: "Classifier-free guidance scale of the prior (default: the model's; diffusers' 4).")
+    @Option(help: "Classifier-free guidance scale of the prior (default: the model's; diffusers' 4, the embedded model's 2).")
     var priorGuidance: Float?
 
     @Option(name: .shortAndLong, help: "Output PNG (with -n > 1: a grid, plus numbered files beside it).")

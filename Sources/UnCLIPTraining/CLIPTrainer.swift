@@ -38,6 +38,11 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// colour replaced by another colour (`CaptionNegatives.attributeNegatives`). The relation recipe's image-view
     /// term spends part of the embedding on layout; these keep shapes and colours in it.
     public var attributeNegatives = false
+    /// Add, for each two-object caption, the negatives that bind an attribute to the wrong object
+    /// (`CaptionNegatives.bindingNegatives`): the two shapes swapped, the two colours swapped, and one object's shape
+    /// given to both. A CLIP trained without them scored "a red circle above a blue circle" above the true "a red
+    /// circle above a blue square" on a correct drawing of the latter (docs/training.md).
+    public var bindingNegatives = false
     /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
     /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
     /// flipped top–bottom, "A below B"), any other scene flipped left–right with its caption unchanged. Each relation
@@ -58,6 +63,12 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// With `pytorch` a patch's vector is about 1 % position and the tower learns little layout; `clip` is what let the
     /// relation recipe work.
     public var initialization: Initialization = .pytorch
+    /// ln of the starting logit scale (transformers' `logit_scale_init_value`; CLIP's ln(1/0.07)).
+    public var logitScaleInitValue = Float(Foundation.log(1 / 0.07))
+    /// A pipeline directory whose `text_encoder` and `image_encoder` weights start the run instead of random ones
+    /// (fine-tuning a finished CLIP, e.g. with new negatives); its configs must match these settings. The logit scale is
+    /// not part of those components: set `logit_scale_init_value` to the finished run's.
+    public var initializeFrom: String? = nil
 
     public enum Initialization: String, Codable, Sendable {
         case pytorch, clip
@@ -72,6 +83,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         case patchSize = "patch_size", precision, hardNegatives = "hard_negatives", mirrorPairs = "mirror_pairs"
         case attributeNegatives = "attribute_negatives"
         case imageViewWeight = "image_view_weight", viewShift = "view_shift", initialization
+        case bindingNegatives = "binding_negatives", logitScaleInitValue = "logit_scale_init_value"
+        case initializeFrom = "initialize_from"
     }
 
     public init(from decoder: Decoder) throws {
@@ -95,6 +108,9 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         imageViewWeight = try c.decodeIfPresent(Float.self, forKey: .imageViewWeight) ?? d.imageViewWeight
         viewShift = try c.decodeIfPresent(Int.self, forKey: .viewShift) ?? d.viewShift
         initialization = try c.decodeIfPresent(Initialization.self, forKey: .initialization) ?? d.initialization
+        bindingNegatives = try c.decodeIfPresent(Bool.self, forKey: .bindingNegatives) ?? d.bindingNegatives
+        logitScaleInitValue = try c.decodeIfPresent(Float.self, forKey: .logitScaleInitValue) ?? d.logitScaleInitValue
+        initializeFrom = try c.decodeIfPresent(String.self, forKey: .initializeFrom)
     }
 
     /// CLIP's image normalisation (the released models' statistics, kept so the feature extractor is standard).
@@ -110,6 +126,10 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         try check(patchSize > 0 && imageSize % patchSize == 0, "patch_size", patchSize, "a divisor of image_size (\(imageSize))")
         try check(textLayers >= 1 && visionLayers >= 1, "text_layers/vision_layers", min(textLayers, visionLayers), "at least 1")
         try check(viewShift >= 0 && viewShift < imageSize / 2, "view_shift", viewShift, "0 ..< image_size/2")
+        if !(logitScaleInitValue.isFinite && logitScaleInitValue <= Float(Foundation.log(100.0))) {
+            throw TrainingError.invalidConfiguration(stage: "clip", option: "logit_scale_init_value", value: "\(logitScaleInitValue)",
+                                                     rule: "a finite number ≤ ln 100 (the scale is clamped at 100)")
+        }
         if !(imageViewWeight >= 0 && imageViewWeight.isFinite) {
             throw TrainingError.invalidConfiguration(stage: "clip", option: "image_view_weight", value: "\(imageViewWeight)", rule: "a finite number ≥ 0")
         }
@@ -159,7 +179,14 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
             text: try CLIPTextModelWithProjection(ComponentWriter.decode(CLIPTextConfig.self, from: textJSON)),
             vision: try CLIPVisionModelWithProjection(ComponentWriter.decode(CLIPVisionConfig.self, from: visionJSON)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
-        model.initialize(using: &initRNG, visionEmbeddings: initialization)
+        model.initialize(using: &initRNG, visionEmbeddings: initialization, logitScale: logitScaleInitValue)
+        if let initializeFrom {
+            let source = try PipelineDirectory(URL(fileURLWithPath: initializeFrom))
+            try model.text.load(try source.weights("text_encoder"), ignoring: { $0.hasSuffix("position_ids") })
+            try model.vision.load(try source.weights("image_encoder"), ignoring: { $0.hasSuffix("position_ids") })
+            model.requiresGrad(true)
+            progress(.message(stage: "clip", text: "initialised text_encoder and image_encoder from \(initializeFrom)"))
+        }
 
         let loop = try TrainingLoop(stage: "clip", model: model, schedule: training,
                                     folder: out.appendingPathComponent("checkpoints/clip"), configJSON: try jsonString(self))
@@ -185,6 +212,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
                 var rng = TrainingRandom.generator(seed: training.seed, step: step, .negatives)
                 negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
             }
+            if bindingNegatives { negatives += captions.flatMap(CaptionNegatives.bindingNegatives) }
             negatives = negatives.filter { !own.contains($0) }
             var views: Tensor?
             if imageViewWeight > 0 {
@@ -231,8 +259,10 @@ final class CLIPContrastiveModel: Module {
     /// The patch embedding matters: PyTorch's default for a 4 × 4 × 3 convolution is about four times CLIP's, which
     /// drowns the image positions (≈ 1 % of each patch's vector instead of ≈ 10 %) and leaves the embedding with
     /// little layout.
-    func initialize(using rng: inout Philox, visionEmbeddings: CLIPTrainingConfiguration.Initialization) {
+    func initialize(using rng: inout Philox, visionEmbeddings: CLIPTrainingConfiguration.Initialization,
+                    logitScale: Float = Float(Foundation.log(1 / 0.07))) {
         resetParameters(using: &rng)
+        withNoGrad { logit_scale.assign(Tensor(scalar: logitScale)) }
         let clip = visionEmbeddings == .clip
         withNoGrad {
             for (key, t) in namedParameters() {
@@ -347,6 +377,34 @@ extension CaptionNegatives {
             let others = vocabulary.filter { $0 != words[slot] }
             words[slot] = others[TrainingRandom.int(others.count, using: &rng)]
             negatives.append(articlesFixed(words).joined(separator: " "))
+        }
+        return negatives
+    }
+}
+
+extension CaptionNegatives {
+    /// The binding negatives of a two-object ShapesWorld-style caption ("a red circle above a blue square"): the two
+    /// shapes swapped ("a red square above a blue circle"), each object's shape given to both ("a red circle above a
+    /// blue circle", "a red square above a blue square") and the two colours swapped ("a blue circle above a red
+    /// square"). A bag of attributes cannot tell any of them from the true caption. Captions without two different
+    /// shape (colour) words give no shape (colour) negatives.
+    public static func bindingNegatives(_ caption: String) -> [String] {
+        let words = caption.split(separator: " ").map(String.init)
+        func slots(_ vocabulary: [String]) -> (Int, Int)? {
+            let found = words.indices.filter { vocabulary.contains(words[$0]) }
+            return found.count == 2 && words[found[0]] != words[found[1]] ? (found[0], found[1]) : nil
+        }
+        func edited(_ edit: (inout [String]) -> Void) -> String {
+            var w = words
+            edit(&w)
+            return articlesFixed(w).joined(separator: " ")
+        }
+        var negatives: [String] = []
+        if let (a, b) = slots(ShapeKind.allCases.map(\.name)) {
+            negatives += [edited { $0.swapAt(a, b) }, edited { $0[b] = words[a] }, edited { $0[a] = words[b] }]
+        }
+        if let (a, b) = slots(ShapeColor.allCases.map(\.name)) {
+            negatives.append(edited { $0.swapAt(a, b) })
         }
         return negatives
     }

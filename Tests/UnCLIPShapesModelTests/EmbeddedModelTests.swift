@@ -63,9 +63,24 @@ final class EmbeddedModelTests: XCTestCase {
         XCTAssertEqual(try draw(pipeline), try draw(pipeline))
     }
 
-    func testParserReadsTheReferenceSettingsOutput() throws {
-        // The evaluator runs on the embedded model's output without errors (accuracy itself is in docs/evaluation.md).
-        let result = try CaptionCheck.evaluate(caption: "a red circle above a blue square", image: try draw(try pipeline()))
-        XCTAssertEqual(result.expected.objects.count, 2)
+    /// What `unclip generate PROMPT` draws (the model's default settings, seed 0), parsed back against its caption.
+    /// The prompts were fixed before the run that checked them: the README's and five more, one and two objects; at
+    /// the time the README's was the one miss (its blue square drawn as a circle).
+    func testAHandfulOfPromptsParseBackCorrectly() throws {
+        let pipeline = try pipeline()
+        let options = try SamplingOptions(defaultsOf: pipeline.directory)
+        let prompts = ["a red circle above a blue square", "a green triangle", "an orange square",
+                       "a purple cross to the right of a yellow circle", "a large blue circle", "a red triangle and a green square"]
+        var wrong: [String] = []
+        for prompt in prompts {
+            var noise = SeededNoise(seed: 0)
+            let image = UnCLIPPipeline.images(from: try pipeline.generate(prompts: [prompt], options: options, noise: &noise))[0]
+            let result = try CaptionCheck.evaluate(caption: prompt, image: image)
+            XCTAssertEqual(result.expected.objects.count, prompt.contains(" a ") ? 2 : 1, prompt)
+            if !result.correct { wrong.append("\(prompt): found \(result.detected)") }
+        }
+        // 96 % of one-object and 91 % of two-object images are right (docs/evaluation.md); the README's prompt is one
+        // of the harder captions (about half of the seeds, not seed 0): allow one miss among the six.
+        XCTAssertLessThanOrEqual(wrong.count, 1, "\(wrong)")
     }
 }

@@ -137,7 +137,31 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "clip"), by: 0.8)
         XCTAssertThrowsError(try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"initialization": "xavier"}"#.utf8)))
+
+        // Fine-tuning: `initialize_from` starts from the finished towers (its first loss is the trained one, not
+        // chance), with the binding negatives on.
+        let tuned = try temporaryDirectory("clip-fine-tune")
+        try c.tokenizer.run(dataset: eight, out: tuned)
+        let options = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("""
+            {"initialize_from": "\(out.path)", "binding_negatives": true, "logit_scale_init_value": 3.0}
+            """.utf8))
+        XCTAssertEqual(options.initializeFrom, out.path)
+        XCTAssertEqual(options.logitScaleInitValue, 3.0)
+        XCTAssertTrue(options.bindingNegatives)
+        var fineTune = c.clip  // the same towers, now started from `out`'s
+        fineTune.initializeFrom = options.initializeFrom
+        fineTune.bindingNegatives = true
+        fineTune.logitScaleInitValue = 3.0
+        fineTune.training.steps = 3
+        XCTAssertTrue(try fineTune.run(dataset: eight, out: tuned).exported)
+        let scratch = try losses(out, stage: "clip"), continued = try losses(tuned, stage: "clip")
+        XCTAssertLessThan(continued[0], scratch[0] * 0.7, "the fine-tune must start from the trained weights")
+        fineTune.initializeFrom = tuned.appendingPathComponent("missing").path
+        XCTAssertThrowsError(try fineTune.run(dataset: eight, out: tuned)) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
         var bad = CLIPTrainingConfiguration()
+        bad.logitScaleInitValue = 5
+        XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("logit_scale_init_value"), "\($0)") }
+        bad = CLIPTrainingConfiguration()
         bad.viewShift = 16
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("view_shift"), "\($0)") }
     }
@@ -201,6 +225,19 @@ final class TrainerTests: XCTestCase {
             XCTAssertTrue(colour.hasPrefix("a ") && !colour.hasPrefix("a orange"), colour)  // the article follows the colour
         }
         XCTAssertEqual(CaptionNegatives.attributeNegatives("a photo of a dog", using: &g), [])
+    }
+
+    func testBindingNegativesSwapAndCopyAttributesBetweenTheTwoObjects() {
+        XCTAssertEqual(CaptionNegatives.bindingNegatives("a red circle above a blue square"),
+                       ["a red square above a blue circle", "a red circle above a blue circle",
+                        "a red square above a blue square", "a blue circle above a red square"])
+        XCTAssertEqual(CaptionNegatives.bindingNegatives("an orange cross to the left of a large red cross"),
+                       ["a red cross to the left of a large orange cross"], "equal shapes: only the colours swap")
+        XCTAssertEqual(CaptionNegatives.bindingNegatives("a small green triangle and a small green circle"),
+                       ["a small green circle and a small green triangle", "a small green triangle and a small green triangle",
+                        "a small green circle and a small green circle"])
+        XCTAssertEqual(CaptionNegatives.bindingNegatives("a red circle"), [])
+        XCTAssertEqual(CaptionNegatives.bindingNegatives("a photo of a dog"), [])
     }
 
     func testPriorLossFalls() throws {
