@@ -40,8 +40,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     public var attributeNegatives = false
     /// Add, for each two-object caption, the negatives that bind an attribute to the wrong object
     /// (`CaptionNegatives.bindingNegatives`): the two shapes swapped, the two colours swapped, and one object's shape
-    /// given to both. A CLIP trained without them scored "a red circle above a blue circle" above the true "a red
-    /// circle above a blue square" on a correct drawing of the latter (docs/training.md).
+    /// given to both. The relation recipe without them preferred a caption over the same caption with its two shapes
+    /// swapped for 89.1 % of held-out two-object scenes, with them (an 800-step fine-tune) 93.8 % (docs/training.md).
     public var bindingNegatives = false
     /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
     /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
