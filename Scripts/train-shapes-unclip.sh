@@ -5,10 +5,10 @@
 #   2. the decoder continued twice, 5000 steps each with a fresh warm-up and cosine schedule (learning rate 3e-4,
 #      seeds 4 and 5), each run starting from the previous run's exported EMA weights (`initialize_from`);
 #   3. CLIP fine-tuned 800 steps with the binding negatives (Scripts/shapes-unclip/clip-binding.json, started from
-#      stage 3's towers), the prior retrained on it (defaults), and the decoder continued once more (seed 6).
-# About 3 h 30 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
+#      stage 3's towers), the prior retrained on it (defaults), and the decoder continued twice more (seeds 6, 7).
+# About 4 h 10 min on a 2-core machine (docs/training.md). Each stage checkpoints; rerun with the same OUT to resume.
 #
-#   Scripts/train-shapes-unclip.sh [OUT]          (default OUT: shapes-unclip; stages in OUT.stage1 … OUT.stage3)
+#   Scripts/train-shapes-unclip.sh [OUT]          (default OUT: shapes-unclip; stages in OUT.stage1 … OUT.stage4)
 #   UNCLIP=path/to/unclip Scripts/train-shapes-unclip.sh OUT
 set -eu
 OUT=${1:-shapes-unclip}
@@ -40,10 +40,12 @@ copy_pipeline "$OUT.stage2" "$OUT.stage3" && continue_decoder "$OUT.stage2" "$OU
 # Stage 4, the binding negatives: CLIP starts from stage 3's towers (its logit scale from the recipe's final value,
 # ln 20.2, in clip-binding.json), the prior is retrained from scratch on the new CLIP, and the decoder continues from
 # stage 3's weights on the new embeddings.
-copy_pipeline "$OUT.stage3" "$OUT"
+copy_pipeline "$OUT.stage3" "$OUT.stage4"
 sed "s|\"binding_negatives\"|\"initialize_from\": \"$(cd "$OUT.stage3" && pwd)\", \"binding_negatives\"|" \
-    "$CONFIGS/clip-binding.json" > "$OUT/clip-binding.json"
-"$UNCLIP" train clip --out "$OUT" --config "$OUT/clip-binding.json" --resume
-"$UNCLIP" train prior --out "$OUT" --resume
-continue_decoder "$OUT.stage3" "$OUT" 6
+    "$CONFIGS/clip-binding.json" > "$OUT.stage4/clip-binding.json"
+"$UNCLIP" train clip --out "$OUT.stage4" --config "$OUT.stage4/clip-binding.json" --resume
+"$UNCLIP" train prior --out "$OUT.stage4" --resume
+continue_decoder "$OUT.stage3" "$OUT.stage4" 6
+# Stage 5: the decoder once more on the same embedding.
+copy_pipeline "$OUT.stage4" "$OUT" && continue_decoder "$OUT.stage4" "$OUT" 7
 echo "pipeline written to $OUT"
