@@ -10,7 +10,7 @@ import UnCLIPModels
 public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// Steps, batch and optimiser. CLIP's own recipe: AdamW β₂ 0.98, ε 1e-6, weight decay 0.1; contrastive
     /// learning wants a large batch.
-    public var training = TrainingSchedule(steps: 1200, batchSize: 128, learningRate: 5e-4, minLearningRate: 1e-5,
+    public var training = TrainingSchedule(steps: 2400, batchSize: 128, learningRate: 5e-4, minLearningRate: 1e-5,
                                            warmupSteps: 100, weightDecay: 0.1, beta2: 0.98, adamEpsilon: 1e-6,
                                            gradientClip: 1.0, emaDecay: 0.995, checkpointEvery: 200, seed: 1)
     /// CLIP embedding size E (`projection_dim`), also the text tower's width.
@@ -32,37 +32,38 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     /// Add each caption's hard negative (`CaptionNegatives`: the opposite relation, or the two objects' colours
     /// swapped) as an extra text every image must score below its own caption, as NegCLIP does (Yuksekgonul et al.
     /// 2023). Part of the recipe that teaches CLIP relations (docs/training.md, "A CLIP that reads spatial
-    /// relations"); off by default, as the rest of it.
-    public var hardNegatives = false
+    /// relations"), on by default as the rest of it; captions without relation or colour words get none.
+    public var hardNegatives = true
     /// Add, for each caption, two more hard negatives: one object's shape replaced by another shape, and one object's
     /// colour replaced by another colour (`CaptionNegatives.attributeNegatives`). The relation recipe's image-view
     /// term spends part of the embedding on layout; these keep shapes and colours in it.
-    public var attributeNegatives = false
+    public var attributeNegatives = true
     /// Add, for each two-object caption, the negatives that bind an attribute to the wrong object
     /// (`CaptionNegatives.bindingNegatives`): the two shapes swapped, the two colours swapped, and one object's shape
     /// given to both. The relation recipe without them preferred a caption over the same caption with its two shapes
-    /// swapped for 89.1 % of held-out two-object scenes, with them (an 800-step fine-tune) 93.8 % (docs/training.md).
-    public var bindingNegatives = false
+    /// swapped for 89.1 % of held-out two-object scenes, with them 93.8 % (as an 800-step fine-tune and trained from
+    /// the start alike; docs/training.md).
+    public var bindingNegatives = true
     /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
     /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
     /// flipped top–bottom, "A below B"), any other scene flipped left–right with its caption unchanged. Each relation
     /// caption then meets, in the same batch, the image it does not describe and that image's own caption — a hard
     /// negative on both sides of the loss, which breaks the symmetry that leaves a plain CLIP blind to relations.
-    public var mirrorPairs = false
+    public var mirrorPairs = true
     /// Weight of an image–image contrastive term added to CLIP's loss, as SLIP does (Mu et al. 2022): each image must
     /// pick out its own copy shifted by up to `view_shift` pixels among the batch's shifted images (temperature 0.1).
     /// Text alone never asks the image embedding where things are — a bag-of-words caption scores a scene and its
     /// mirror image alike — so a plain CLIP's embedding keeps little layout, and a decoder given it places objects at
     /// random; with mirror pairs in the batch this term makes the embedding tell a scene from its mirror image.
-    /// 0 (the default) turns it off; the relation recipe uses 1.
-    public var imageViewWeight: Float = 0
+    /// The relation recipe (the default) uses 1; 0 turns it off.
+    public var imageViewWeight: Float = 1
     /// Largest shift, in pixels at `image_size`, between an image and its view (edges replicated).
     public var viewShift = 2
-    /// How the vision tower's patch embedding and positions start: `pytorch` (PyTorch's default for the patch
-    /// convolution, positions N(0, 0.01²): the shipped model's CLIP) or `clip` (transformers' CLIP: both N(0, 0.02²)).
-    /// With `pytorch` a patch's vector is about 1 % position and the tower learns little layout; `clip` is what let the
-    /// relation recipe work.
-    public var initialization: Initialization = .pytorch
+    /// How the vision tower's patch embedding and positions start: `clip` (transformers' CLIP: both N(0, 0.02²); the
+    /// default) or `pytorch` (PyTorch's default for the patch convolution, positions N(0, 0.01²): the first embedded
+    /// model's CLIP). With `pytorch` a patch's vector is about 1 % position and the tower learns little layout; `clip`
+    /// is what let the relation recipe work.
+    public var initialization: Initialization = .clip
     /// ln of the starting logit scale (transformers' `logit_scale_init_value`; CLIP's ln(1/0.07)).
     public var logitScaleInitValue = Float(Foundation.log(1 / 0.07))
     /// A pipeline directory whose `text_encoder` and `image_encoder` weights start the run instead of random ones

@@ -21,7 +21,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         case kl
     }
 
-    public var training = TrainingSchedule(steps: 5000, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
+    public var training = TrainingSchedule(steps: 8500, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
                                            warmupSteps: 150, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
                                            checkpointEvery: 200, seed: 3)
     /// Channels per resolution level (each a multiple of `normGroups`); the first level has no attention.

@@ -12,7 +12,7 @@ import UnCLIPModels
 /// decoder's imperfect samples rather than expecting exact box-filtered renders. Only `super_res_first` is trained;
 /// `super_res_last` (used by the pipeline for the final step) is written as a copy of the same weights.
 public struct SuperResTrainingConfiguration: Codable, Sendable {
-    public var training = TrainingSchedule(steps: 3000, batchSize: 16, learningRate: 5e-4, minLearningRate: 1e-5,
+    public var training = TrainingSchedule(steps: 2400, batchSize: 16, learningRate: 5e-4, minLearningRate: 1e-5,
                                            warmupSteps: 100, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
                                            checkpointEvery: 200, seed: 4)
     /// Output side (the pipeline's final image) and input side (the decoder's image).

@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPModels
 
 /// Settings of a full from-scratch run: the data and every stage's configuration.
 public struct TrainAllConfiguration: Codable, Sendable {
@@ -10,12 +11,17 @@ public struct TrainAllConfiguration: Codable, Sendable {
     public var prior = PriorTrainingConfiguration()
     public var decoder = DecoderTrainingConfiguration()
     public var superRes = SuperResTrainingConfiguration()
+    /// The sampling settings written to the pipeline's `unclip_defaults.json`, which `unclip generate` and
+    /// `unclip evaluate` use unless told otherwise. Prior guidance 2 and decoder guidance 3 are what measured best for
+    /// ShapesWorld models made by these trainers (diffusers' 4 and 8 tuned for Karlo oversaturate and, at prior
+    /// guidance 4, bind two-object captions worse: docs/evaluation.md). `{}` writes no file (diffusers' defaults).
+    public var sampling = SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3)
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
-        case tokenizer, clip, prior, decoder, superRes = "superres"
+        case tokenizer, clip, prior, decoder, superRes = "superres", sampling
     }
 
     public init(from decoder: Decoder) throws {
@@ -28,6 +34,7 @@ public struct TrainAllConfiguration: Codable, Sendable {
         prior = try c.decodeIfPresent(PriorTrainingConfiguration.self, forKey: .prior) ?? d.prior
         self.decoder = try c.decodeIfPresent(DecoderTrainingConfiguration.self, forKey: .decoder) ?? d.decoder
         superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes) ?? d.superRes
+        sampling = try c.decodeIfPresent(SamplingDefaults.self, forKey: .sampling) ?? d.sampling
     }
 
     /// Tiny models and a few steps per stage: a pipeline that runs end to end in well under a minute (for smoke
@@ -91,5 +98,22 @@ public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuratio
         if !outcome.exported { return outcomes }
     }
     try ComponentWriter.writeModelIndex(in: out)
+    try writeSamplingDefaults(configuration.sampling, in: out)
     return outcomes
+}
+
+/// Writes `unclip_defaults.json` atomically (or removes a stale one when `defaults` is empty).
+func writeSamplingDefaults(_ defaults: SamplingDefaults, in out: URL) throws {
+    let url = out.appendingPathComponent(SamplingOptions.defaultsFile)
+    do {
+        if defaults.isEmpty {
+            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
+            return
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try (try encoder.encode(defaults) + Data("\n".utf8)).write(to: url, options: .atomic)
+    } catch {
+        throw TrainingError.io(path: url.path, reason: "cannot write the sampling defaults (\(error.localizedDescription))")
+    }
 }

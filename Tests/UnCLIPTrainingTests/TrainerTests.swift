@@ -100,9 +100,22 @@ final class TrainerTests: XCTestCase {
     // MARK: Losses fall
 
     func testCLIPLossFalls() throws {
+        // A plain contrastive CLIP (the relation recipe, on by default, switched off as JSON would).
         let out = try temporaryDirectory("clip")
         var c = TrainAllConfiguration.smokeTest
         try c.tokenizer.run(dataset: eight, out: out)
+        let plain = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("""
+            {"initialization": "pytorch", "mirror_pairs": false, "hard_negatives": false, "attribute_negatives": false,
+             "binding_negatives": false, "image_view_weight": 0}
+            """.utf8))
+        c.clip.initialization = plain.initialization
+        c.clip.mirrorPairs = plain.mirrorPairs
+        c.clip.hardNegatives = plain.hardNegatives
+        c.clip.attributeNegatives = plain.attributeNegatives
+        c.clip.bindingNegatives = plain.bindingNegatives
+        c.clip.imageViewWeight = plain.imageViewWeight
+        XCTAssertEqual(c.clip.initialization, .pytorch)
+        XCTAssertFalse(c.clip.mirrorPairs || c.clip.hardNegatives || c.clip.attributeNegatives || c.clip.bindingNegatives)
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         let outcome = try c.clip.run(dataset: eight, out: out)
         XCTAssertTrue(outcome.exported)
@@ -116,23 +129,18 @@ final class TrainerTests: XCTestCase {
     }
 
     func testRelationRecipeTrains() throws {
-        // docs/training.md's relation recipe, from JSON as a user gives it: CLIP's initialisation, mirror pairs, hard
-        // negatives and the image-view term all run, and the loss still falls.
+        // docs/training.md's relation recipe is the default (an empty JSON section gives it): CLIP's initialisation,
+        // mirror pairs, hard, attribute and binding negatives and the image-view term all run, and the loss falls.
         let out = try temporaryDirectory("clip-relations")
         var c = TrainAllConfiguration.smokeTest
         try c.tokenizer.run(dataset: eight, out: out)
-        let recipe = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("""
-            {"initialization": "clip", "mirror_pairs": true, "hard_negatives": true, "image_view_weight": 1,
-             "attribute_negatives": true}
-            """.utf8))
+        let recipe = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("{}".utf8))
         XCTAssertEqual(recipe.initialization, .clip)
-        XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives && recipe.attributeNegatives)
+        XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives && recipe.attributeNegatives && recipe.bindingNegatives)
         XCTAssertEqual(recipe.imageViewWeight, 1)
-        c.clip.initialization = recipe.initialization
-        c.clip.mirrorPairs = true
-        c.clip.hardNegatives = true
-        c.clip.attributeNegatives = true
-        c.clip.imageViewWeight = 1
+        XCTAssertEqual(recipe.training.steps, 2400)
+        XCTAssertEqual(c.clip.initialization, .clip)
+        XCTAssertTrue(c.clip.mirrorPairs && c.clip.hardNegatives && c.clip.attributeNegatives && c.clip.bindingNegatives)
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
         assertLossFalls(try losses(out, stage: "clip"), by: 0.8)
@@ -409,9 +417,20 @@ final class TrainerTests: XCTestCase {
         let x0 = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(#"{"decoder": {"prediction_type": "epsilon"}}"#.utf8))
         XCTAssertEqual(x0.decoder.schedulerConfig.predictionType, .epsilon)
         XCTAssertEqual(TrainAllConfiguration().superRes.schedulerConfig.predictionType, .sample)
+        // The sampling section: the file's own keys, checked like the file itself.
+        XCTAssertEqual(c.sampling, SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3))
+        let sampling = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(#"{"sampling": {"prior_guidance_scale": 1.5}}"#.utf8))
+        XCTAssertEqual(sampling.sampling, SamplingDefaults(prior_guidance_scale: 1.5))
+        for (json, name) in [(#"{"sampling": {"prior_guidance": 2}}"#, "prior_guidance"),
+                             (#"{"sampling": {"decoder_num_inference_steps": 1}}"#, "decoder steps")] {
+            XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(json.utf8))) {
+                XCTAssertTrue("\($0)".contains(name), "\($0)")
+            }
+        }
         // Round trip.
         let again = try JSONDecoder().decode(TrainAllConfiguration.self, from: JSONEncoder().encode(c))
         XCTAssertEqual(again.decoder.training, c.decoder.training)
+        XCTAssertEqual(again.sampling, c.sampling)
     }
 
     // MARK: End to end
@@ -425,6 +444,11 @@ final class TrainerTests: XCTestCase {
         let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("model_index.json"))) as! [String: Any]
         XCTAssertEqual(index["_class_name"] as? String, "UnCLIPPipeline")
         XCTAssertEqual(index["text_proj"] as? [String], ["unclip", "UnCLIPTextProjModel"])
+        // The run's sampling defaults are the pipeline's (prior guidance 2, decoder guidance 3).
+        let defaults = try SamplingOptions(defaultsOf: PipelineDirectory(out))
+        XCTAssertEqual(defaults.priorGuidance, 2)
+        XCTAssertEqual(defaults.decoderGuidance, 3)
+        XCTAssertEqual(defaults.decoderSteps, SamplingOptions().decoderSteps)
 
         let pipeline = try UnCLIPPipeline(directory: out)
         var options = SamplingOptions()
@@ -442,6 +466,12 @@ final class TrainerTests: XCTestCase {
         let again = try trainAll(dataset: Self.world, out: out, configuration: .smokeTest, resume: true)
         XCTAssertTrue(again.allSatisfy { $0.exported && $0.completedSteps == 2 })
         _ = try UnCLIPPipeline(directory: out)
+        // An empty sampling section leaves diffusers' defaults: the file is removed.
+        var plain = TrainAllConfiguration.smokeTest
+        plain.sampling = SamplingDefaults()
+        try trainAll(dataset: Self.world, out: out, configuration: plain, resume: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out.appendingPathComponent(SamplingOptions.defaultsFile).path))
+        XCTAssertEqual(try SamplingOptions(defaultsOf: PipelineDirectory(out)).priorGuidance, 4)
     }
 
     // MARK: Throughput (opt-in)

@@ -29,42 +29,76 @@ public struct SamplingOptions: Sendable {
     }
 }
 
+/// A model's own sampling settings: the contents of `unclip_defaults.json` in its pipeline directory. The keys are
+/// `UnCLIPPipeline.__call__`'s argument names; a setting left out keeps diffusers' default, and diffusers itself
+/// ignores the file. A model trained here ships one when its best settings differ from Karlo's (the ShapesWorld
+/// models' prior and decoder guidance, docs/evaluation.md); `unclip train all` writes it from its `sampling` section.
+public struct SamplingDefaults: Codable, Equatable, Sendable {
+    public var prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps: Int?
+    public var prior_guidance_scale, decoder_guidance_scale: Float?
+
+    public init(prior_num_inference_steps: Int? = nil, decoder_num_inference_steps: Int? = nil,
+                super_res_num_inference_steps: Int? = nil, prior_guidance_scale: Float? = nil,
+                decoder_guidance_scale: Float? = nil) {
+        self.prior_num_inference_steps = prior_num_inference_steps
+        self.decoder_num_inference_steps = decoder_num_inference_steps
+        self.super_res_num_inference_steps = super_res_num_inference_steps
+        self.prior_guidance_scale = prior_guidance_scale
+        self.decoder_guidance_scale = decoder_guidance_scale
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps
+        case prior_guidance_scale, decoder_guidance_scale
+    }
+
+    /// `options` with every setting this file gives replaced.
+    public func applied(to options: SamplingOptions) -> SamplingOptions {
+        var o = options
+        o.priorSteps = prior_num_inference_steps ?? o.priorSteps
+        o.decoderSteps = decoder_num_inference_steps ?? o.decoderSteps
+        o.superResSteps = super_res_num_inference_steps ?? o.superResSteps
+        o.priorGuidance = prior_guidance_scale ?? o.priorGuidance
+        o.decoderGuidance = decoder_guidance_scale ?? o.decoderGuidance
+        return o
+    }
+
+    public var isEmpty: Bool { self == SamplingDefaults() }
+}
+
+extension SamplingDefaults {
+    /// Strict: an unknown key is an error naming it (a misspelt setting would otherwise be silently ignored), and the
+    /// settings must make valid `SamplingOptions`.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "sampling")
+        prior_num_inference_steps = try c.decodeIfPresent(Int.self, forKey: .prior_num_inference_steps)
+        decoder_num_inference_steps = try c.decodeIfPresent(Int.self, forKey: .decoder_num_inference_steps)
+        super_res_num_inference_steps = try c.decodeIfPresent(Int.self, forKey: .super_res_num_inference_steps)
+        prior_guidance_scale = try c.decodeIfPresent(Float.self, forKey: .prior_guidance_scale)
+        decoder_guidance_scale = try c.decodeIfPresent(Float.self, forKey: .decoder_guidance_scale)
+        do { try applied(to: SamplingOptions()).validate() } catch {
+            throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: decoder.codingPath,
+                                                                    debugDescription: "\(error)"))
+        }
+    }
+}
+
 extension SamplingOptions {
     /// The file in a pipeline directory that overrides diffusers' sampling defaults for that model.
     public static let defaultsFile = "unclip_defaults.json"
 
-    /// diffusers' defaults, overridden by the directory's `unclip_defaults.json` when it has one. Its keys are
-    /// `UnCLIPPipeline.__call__`'s argument names (`prior_num_inference_steps`, `decoder_num_inference_steps`,
-    /// `super_res_num_inference_steps`, `prior_guidance_scale`, `decoder_guidance_scale`); diffusers ignores the file.
-    /// A model trained here ships one when its best settings differ from Karlo's (the embedded model's decoder
-    /// guidance, docs/evaluation.md).
+    /// diffusers' defaults, overridden by the directory's `unclip_defaults.json` (`SamplingDefaults`) when it has one.
     public init(defaultsOf directory: PipelineDirectory) throws {
         self.init()
         let url = directory.url.appendingPathComponent(Self.defaultsFile)
         guard FileManager.default.fileExists(atPath: url.path) else { return }
-        struct File: Decodable {
-            var prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps: Int?
-            var prior_guidance_scale, decoder_guidance_scale: Float?
-        }
-        let data: Data, file: File
         do {
-            data = try Data(contentsOf: url)
-            file = try JSONDecoder().decode(File.self, from: data)
+            self = try JSONDecoder().decode(SamplingDefaults.self, from: try Data(contentsOf: url)).applied(to: self)
+        } catch let DecodingError.dataCorrupted(context) {
+            throw PipelineArgumentError("\(url.path): \(context.debugDescription)")
         } catch {
             throw PipelineArgumentError("\(url.path): unreadable sampling defaults (\(error))")
         }
-        let known = ["prior_num_inference_steps", "decoder_num_inference_steps", "super_res_num_inference_steps",
-                     "prior_guidance_scale", "decoder_guidance_scale"]
-        let keys = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?.keys.sorted() ?? []
-        if let unknown = keys.first(where: { !known.contains($0) }) {
-            throw PipelineArgumentError("\(url.path): unknown setting \"\(unknown)\" (known: \(known.joined(separator: ", ")))")
-        }
-        priorSteps = file.prior_num_inference_steps ?? priorSteps
-        decoderSteps = file.decoder_num_inference_steps ?? decoderSteps
-        superResSteps = file.super_res_num_inference_steps ?? superResSteps
-        priorGuidance = file.prior_guidance_scale ?? priorGuidance
-        decoderGuidance = file.decoder_guidance_scale ?? decoderGuidance
-        do { try validate() } catch { throw PipelineArgumentError("\(url.path): \(error)") }
     }
 }
 
