@@ -86,7 +86,11 @@ struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Train every stage in order and leave a complete pipeline directory.",
             discussion: """
-                --config takes one JSON object with a section per stage ("tokenizer", "clip", "prior", "decoder",                 "superres"; each as its own subcommand's --config) and "sampling": the settings written to                 OUT/unclip_defaults.json, which generate and evaluate use unless told otherwise (keys as diffusers'                 UnCLIPPipeline arguments; default {"prior_guidance_scale": 2, "decoder_guidance_scale": 3}, what                 measured best for ShapesWorld models; {} keeps diffusers' defaults). docs/training.md has the recipes.
+                --config takes one JSON object with a section per stage ("tokenizer", "clip", "prior", "decoder", \
+                "superres"; each as its own subcommand's --config) and "sampling": the settings written to \
+                OUT/unclip_defaults.json, which generate and evaluate use unless told otherwise (keys as diffusers' \
+                UnCLIPPipeline arguments; default {"prior_guidance_scale": 2, "decoder_guidance_scale": 3}, what \
+                measured best for ShapesWorld models; {} keeps diffusers' defaults). docs/training.md has the recipes.
                 """)
         @OptionGroup var args: TrainingArguments
 

@@ -15,8 +15,8 @@ extension Tensor {
     ///   - scale, shift: `[N, C]`, applied after the affine group norm (`"scale_shift"`: `norm(h)·(1 + scale) + shift`).
     ///   - silu: whether to apply SiLU last.
     ///
-    /// Equal to the composite `((self + inputShift[..., nil, nil]).groupNorm(...) * (scale + 1) + shift).silu()`,
-    /// which is what runs when a graph is being recorded.
+    /// Equal to the bit to the composite `((self + inputShift[..., nil, nil]).groupNorm(...) * (scale + 1) +
+    /// shift).silu()`, and differentiable through its own backward (`groupNormConditionedBackward`).
     public func groupNormConditioned(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5,
                                      inputShift: Tensor? = nil, scale: Tensor? = nil, shift: Tensor? = nil,
                                      silu: Bool) -> Tensor {
@@ -34,8 +34,11 @@ extension Tensor {
         let x = data, y = out.data
         let pw = weight?.data, pb = bias?.data
         let pt = inputShift?.data, ps = scale?.data, ph = shift?.data
-        let moments = Tensor(uninitializedShape: [n * groups, 3])  // mean, its low part, 1/std: kept for backward
-        let pmo = moments.data
+        let operands: [Tensor?] = [self, weight, bias, inputShift, scale, shift]
+        let recording = GradMode.isEnabled && operands.contains { $0?.requiresGrad ?? false }
+        // Mean, its low part and 1/std per group, kept for the backward when a graph is being recorded.
+        let moments = recording ? Tensor(uninitializedShape: [n * groups, 3]) : nil
+        let pmo = moments?.data
         parallelFor(n * groups, grain: Swift.max(1, 16_384 / Swift.max(groupSize, 1))) { range in
             for u in range {
                 let base = u * groupSize, sample = u / groups, c0 = (u % groups) * cg
@@ -48,7 +51,7 @@ extension Tensor {
                     src = UnsafePointer(y + base)
                 }
                 let (mu, muLow, rs) = NormKernels.moments(src, groupSize, eps: eps)
-                pmo[3 * u] = mu; pmo[3 * u + 1] = muLow; pmo[3 * u + 2] = rs
+                if let pmo { pmo[3 * u] = mu; pmo[3 * u + 1] = muLow; pmo[3 * u + 2] = rs }
                 for k in 0..<cg {
                     let ch = c0 + k, nc = sample * c + ch
                     // The composite's per-channel factors, computed as it computes them.
@@ -59,7 +62,7 @@ extension Tensor {
                 }
             }
         }
-        let operands: [Tensor?] = [self, weight, bias, inputShift, scale, shift]
+        guard let moments else { return out }
         return out.recorded("group_norm_conditioned", operands.compactMap { $0 }) { g, _ in
             let grads = self.groupNormConditionedBackward(g, groups: groups, weight: weight, bias: bias,
                                                           inputShift: inputShift, scale: scale, shift: shift,
@@ -164,19 +167,6 @@ extension Tensor {
                 inputShift.flatMap { $0.requiresGrad ? perSample(4, like: $0) : nil },
                 scale.flatMap { $0.requiresGrad ? perSample(1, like: $0) : nil },
                 shift.flatMap { $0.requiresGrad ? perSample(0, like: $0) : nil }]
-    }
-
-    /// The same computation as separate recorded ops (the reference the fused op is tested against).
-    func composite(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, inputShift: Tensor?, scale: Tensor?,
-                           shift: Tensor?, silu: Bool) -> Tensor {
-        let n = shape[0], c = shape[1]
-        let perChannel = [n, c] + [Int](repeating: 1, count: rank - 2)
-        var h = self
-        if let inputShift { h = h + inputShift.reshaped(perChannel) }
-        h = h.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
-        if let scale { h = h * (scale.reshaped(perChannel) + 1) }
-        if let shift { h = h + shift.reshaped(perChannel) }
-        return silu ? h.silu() : h
     }
 }
 

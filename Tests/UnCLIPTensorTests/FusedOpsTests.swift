@@ -104,3 +104,18 @@ final class FusedOpsTests: XCTestCase {
 
     private static var rng = Philox(seed: 99)
 }
+
+private extension Tensor {
+    /// `groupNormConditioned` as separate recorded ops, each with its own backward: the reference for the fused one.
+    func composite(groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, inputShift: Tensor?, scale: Tensor?,
+                   shift: Tensor?, silu: Bool) -> Tensor {
+        let n = shape[0], c = shape[1]
+        let perChannel = [n, c] + [Int](repeating: 1, count: rank - 2)
+        var h = self
+        if let inputShift { h = h + inputShift.reshaped(perChannel) }
+        h = h.groupNorm(groups: groups, weight: weight, bias: bias, eps: eps)
+        if let scale { h = h * (scale.reshaped(perChannel) + 1) }
+        if let shift { h = h + shift.reshaped(perChannel) }
+        return silu ? h.silu() : h
+    }
+}
