@@ -83,7 +83,7 @@ struct Evaluate: ParsableCommand {
             print(try evaluateInversion(pipeline: pipeline, images: images, options: ddim) { done, _ in bar.update(done) })
             return
         case .relations:
-            var sampling = try SamplingOptions(defaultsOf: pipeline.directory)
+            var sampling = pipeline.defaultOptions
             if let priorGuidance { sampling.priorGuidance = priorGuidance }
             print(try probeRelations(pipeline: pipeline, scenes: prompts, sampling: sampling, noiseSeed: seed))
             return
@@ -102,7 +102,7 @@ struct Evaluate: ParsableCommand {
         c.promptSeed = promptSeed
         c.noiseSeed = seed
         c.gridURL = grid.map { URL(fileURLWithPath: $0) }
-        c.sampling = try SamplingOptions(defaultsOf: pipeline.directory)
+        c.sampling = pipeline.defaultOptions
         if let priorGuidance { c.sampling.priorGuidance = priorGuidance }
         if let decoderGuidance { c.sampling.decoderGuidance = decoderGuidance }
         if verbose { c.log = { print($0) } }

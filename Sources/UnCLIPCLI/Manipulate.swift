@@ -65,8 +65,8 @@ func readImage(_ path: String) throws -> RGBImage {
 /// The pipeline of `model`, checked to have the CLIP image encoder the manipulations need.
 func manipulationPipeline(_ model: ModelOptions) throws -> UnCLIPPipeline {
     let pipeline = try model.pipeline()
-    guard pipeline.directory.has("image_encoder") else {
-        throw ValidationError("\(pipeline.directory.url.path) has no image_encoder: image manipulations need the CLIP image encoder")
+    guard pipeline.hasImageEncoder else {
+        throw ValidationError("\(pipeline.name) has no image_encoder: image manipulations need the CLIP image encoder")
     }
     return pipeline
 }

@@ -53,7 +53,7 @@ struct SamplingArguments: ParsableArguments {
 
     /// The model's defaults (diffusers' unless its directory says otherwise), with the options given here.
     func options(for pipeline: UnCLIPPipeline) throws -> SamplingOptions {
-        var o = try SamplingOptions(defaultsOf: pipeline.directory)
+        var o = pipeline.defaultOptions
         o.imagesPerPrompt = n
         if let decoderSteps { o.decoderSteps = decoderSteps }
         if let superResSteps { o.superResSteps = superResSteps }

@@ -42,8 +42,7 @@ final class StageProgress {
 
     func handle(_ p: PipelineProgress) -> Bool {
         guard !quiet else { return true }
-        let name = p.stage == .superResolution ? "super-resolution" : p.stage.rawValue
-        let bar = bars[p.stage] ?? ProgressBar(name, total: p.stepCount)
+        let bar = bars[p.stage] ?? ProgressBar(p.stage.description, total: p.stepCount)
         bars[p.stage] = bar
         bar.update(p.step)
         return true

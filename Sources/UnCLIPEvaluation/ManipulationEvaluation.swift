@@ -177,7 +177,7 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
     var report = RelationProbeReport()
     var textCosines = 0.0, imageCosines = 0.0
     var noise = SeededNoise(seed: noiseSeed)
-    let hasPrior = pipeline.directory.has("prior")
+    let hasPrior = pipeline.hasPrior
     var options = sampling
     options.imagesPerPrompt = 1
     for index in 0..<scenes {
@@ -199,10 +199,8 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
         textCosines += cosine(t, row: 0, t, row: 1)
         imageCosines += cosine(z, row: 0, z, row: 1)
         if hasPrior {
-            let sample = try withNoGrad {
-                let text = try pipeline.encodePrompts([scene.caption], imagesPerPrompt: 1, classifierFreeGuidance: options.classifierFreeGuidance)
-                return try pipeline.runPrior(text, batch: 1, options: options, noise: &noise)
-            }
+            let text = try pipeline.encodePrompts([scene.caption], imagesPerPrompt: 1, classifierFreeGuidance: options.classifierFreeGuidance)
+            let sample = try pipeline.runPrior(text, batch: 1, options: options, noise: &noise)
             report.priorCases += 1
             if cosine(sample, row: 0, z, row: 0) > cosine(sample, row: 0, z, row: 1) { report.priorPreferred += 1 }
         }

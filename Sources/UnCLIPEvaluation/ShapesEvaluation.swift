@@ -63,10 +63,7 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     options.imagesPerPrompt = c.imagesPerPrompt
     var noise = SeededNoise(seed: c.noiseSeed)
     let parser = ShapesParser()
-    let hasCLIPImage = pipeline.directory.has("image_encoder")
-    let textEncoder = try pipeline.directory.loadTextEncoder()
-    let processorConfig = pipeline.directory.url.appendingPathComponent("feature_extractor/preprocessor_config.json")
-    let processor = FileManager.default.fileExists(atPath: processorConfig.path) ? try CLIPImageProcessor(configURL: processorConfig) : CLIPImageProcessor()
+    let hasCLIPImage = pipeline.hasImageEncoder
     var spreads: [(Double, Double)] = []
     var clipScores: [Double] = []
     var gridRows: [RGBImage] = []
@@ -91,8 +88,8 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
         let diversity = try ShapesDiversity.measure(images, caption: caption, parser: parser)
         if diversity.objects > 0 { spreads.append((diversity.positionSpread, diversity.sizeSpread)) }
         if hasCLIPImage {
-            let imageEmbeds = try pipeline.imageEmbeddings(pixelValues: processor(images))
-            let textEmbeds = withNoGrad { textEncoder(pipeline.tokenizer([caption], padToLength: pipeline.tokenizer.modelMaxLength).ids).textEmbeds }
+            let imageEmbeds = try pipeline.imageEmbeddings(of: images)
+            let textEmbeds = try pipeline.textEmbeddings(of: [caption])
             for i in 0..<images.count { clipScores.append(100 * cosine(textEmbeds, row: 0, imageEmbeds, row: i)) }
         }
         if gridRows.count < 6 {

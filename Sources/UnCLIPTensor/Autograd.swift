@@ -1,26 +1,22 @@
 /// Whether operations record the graph for differentiation.
 ///
-/// Inference (sampling, the CLI, the server) runs inside `withNoGrad`; training turns recording on.
+/// A task-local value, so concurrent tasks (two requests sharing one loaded model, a training run beside a server)
+/// each have their own mode; code outside any task gets a per-thread value. Inference (sampling, the CLI, the server)
+/// runs inside `withNoGrad`; training turns recording on.
 public enum GradMode {
-    nonisolated(unsafe) public static var isEnabled = true
+    @TaskLocal public static var isEnabled = true
 }
 
 /// Runs `body` without recording a graph.
 @discardableResult
 public func withNoGrad<T>(_ body: () throws -> T) rethrows -> T {
-    let saved = GradMode.isEnabled
-    GradMode.isEnabled = false
-    defer { GradMode.isEnabled = saved }
-    return try body()
+    try GradMode.$isEnabled.withValue(false, operation: body)
 }
 
 /// Runs `body` recording the graph.
 @discardableResult
 public func withGrad<T>(_ body: () throws -> T) rethrows -> T {
-    let saved = GradMode.isEnabled
-    GradMode.isEnabled = true
-    defer { GradMode.isEnabled = saved }
-    return try body()
+    try GradMode.$isEnabled.withValue(true, operation: body)
 }
 
 /// The backward rule of one recorded operation.

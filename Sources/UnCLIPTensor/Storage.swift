@@ -7,22 +7,24 @@ import Darwin
 
 /// A block of Float32 memory that one or more tensors view.
 ///
-/// Owned blocks come from (and go back to) `BufferPool`, so a sampling loop that makes tensors of the same
-/// shapes step after step stops allocating after its first step. Borrowed blocks (a memory-mapped weight file)
+/// Owned blocks come from `BufferPool.current` and go back to the pool they came from, so a sampling loop that makes
+/// tensors of the same shapes step after step stops allocating after its first step. Borrowed blocks (a memory-mapped weight file)
 /// keep their owner alive and are never written by the engine.
 public final class TensorStorage: @unchecked Sendable {
     public let base: UnsafeMutablePointer<Float>
     public let count: Int
     /// Whatever keeps borrowed memory alive (a memory map); nil for pooled memory.
     let owner: AnyObject?
-    let pooled: Bool
+    /// The pool the block came from and returns to; nil for borrowed memory.
+    let pool: BufferPool?
 
-    /// Uninitialised pooled memory for `count` floats.
+    /// Uninitialised pooled memory for `count` floats, from the current task's pool.
     init(uninitialized count: Int) {
+        let pool = BufferPool.current
         self.count = count
-        self.base = BufferPool.shared.take(count)
+        self.base = pool.take(count)
         self.owner = nil
-        self.pooled = true
+        self.pool = pool
     }
 
     /// Memory owned by someone else (e.g. a memory-mapped file); `owner` is retained for the storage's lifetime.
@@ -30,20 +32,33 @@ public final class TensorStorage: @unchecked Sendable {
         self.base = base
         self.count = count
         self.owner = owner
-        self.pooled = false
+        self.pool = nil
     }
 
     deinit {
-        if pooled { BufferPool.shared.give(base, count) }
+        pool?.give(base, count)
     }
 }
 
 /// A size-bucketed cache of 64-byte-aligned buffers.
 ///
 /// Freed buffers are kept by exact element count (diffusion loops repeat the same shapes), up to `limitBytes`;
-/// beyond that the oldest cached buffers are released to the system.
+/// beyond that the oldest cached buffers are released to the system. Tensors take their memory from
+/// `BufferPool.current`: the process-wide `shared` pool unless a task runs with its own (`withPool`), so a model that
+/// serves many callers can release its scratch memory between stages without emptying anyone else's cache.
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
+
+    /// The pool new tensors of the current task take their memory from.
+    @TaskLocal public static var current = BufferPool.shared
+
+    /// A pool caching at most `limitBytes` of freed buffers (default 2 GiB).
+    public init(limitBytes: Int = 2 << 30) { limit.store(limitBytes, ordering: .relaxed) }
+
+    /// Runs `body` with `self` as the pool new tensors come from.
+    public func withPool<T>(_ body: () throws -> T) rethrows -> T {
+        try Self.$current.withValue(self, operation: body)
+    }
 
     private struct State {
         var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
@@ -56,7 +71,7 @@ public final class BufferPool: @unchecked Sendable {
         get { limit.load(ordering: .relaxed) }
         set { limit.store(newValue, ordering: .relaxed); trim() }
     }
-    private let limit = Atomic<Int>(2 << 30)
+    private let limit = Atomic<Int>(0)
 
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let n = max(count, 1)
@@ -87,6 +102,8 @@ public final class BufferPool: @unchecked Sendable {
         }
         trim()
     }
+
+    deinit { trim(to: 0) }
 
     /// Releases cached buffers until the cache holds at most `limitBytes`.
     public func trim(to bytes: Int? = nil) {

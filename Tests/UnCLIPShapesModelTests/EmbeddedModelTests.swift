@@ -30,7 +30,7 @@ final class EmbeddedModelTests: XCTestCase {
     }
 
     func testEveryComponentLoads() throws {
-        let dir = try pipeline().directory
+        let dir = try XCTUnwrap(try pipeline().directory)
         for name in ["text_encoder", "image_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last"] {
             XCTAssertTrue(dir.has(name), name)
         }
@@ -68,7 +68,7 @@ final class EmbeddedModelTests: XCTestCase {
     /// the decoder at 20 000 steps the README's was the one miss, its blue square drawn as a circle).
     func testAHandfulOfPromptsParseBackCorrectly() throws {
         let pipeline = try pipeline()
-        let options = try SamplingOptions(defaultsOf: pipeline.directory)
+        let options = pipeline.defaultOptions
         let prompts = ["a red circle above a blue square", "a green triangle", "an orange square",
                        "a purple cross to the right of a yellow circle", "a large blue circle", "a red triangle and a green square"]
         var wrong: [String] = []

@@ -22,7 +22,7 @@ final class ManipulationBarTests: XCTestCase {
         let p = try pipeline()
         let prompts = ["a red circle", "a blue square", "a large green triangle", "a purple cross", "a yellow circle above a blue square"]
         var noise = SeededNoise(seed: 11)
-        let images = UnCLIPPipeline.images(from: try p.generate(prompts: prompts, options: try SamplingOptions(defaultsOf: p.directory),
+        let images = UnCLIPPipeline.images(from: try p.generate(prompts: prompts, options: p.defaultOptions,
                                                                 noise: &noise))
         var correct = 0
         for (prompt, image) in zip(prompts, images) {
@@ -43,7 +43,7 @@ final class ManipulationBarTests: XCTestCase {
         let p = try pipeline()
         var noise = SeededNoise(seed: 3)
         let images = UnCLIPPipeline.images(from: try p.generate(prompts: ["a red circle", "an orange square to the left of a green cross"],
-                                                                options: try SamplingOptions(defaultsOf: p.directory), noise: &noise))
+                                                                options: p.defaultOptions, noise: &noise))
         let report = try evaluateInversion(pipeline: p, images: images)
         XCTAssertGreaterThanOrEqual(report.mean, 25, "\(report)")
     }
@@ -75,7 +75,7 @@ final class ManipulationBarTests: XCTestCase {
         c.imagesPerPrompt = 1
         c.groundTruthEmbeddings = true
         let p = try pipeline()
-        c.sampling = try SamplingOptions(defaultsOf: p.directory)
+        c.sampling = p.defaultOptions
         let report = try evaluateShapes(pipeline: p, configuration: c)
         XCTAssertEqual(report.images, 3)
         XCTAssertGreaterThan(report.oneObject.images + report.twoObjects.images, 0)

@@ -6,6 +6,7 @@ public enum PipelineLoadError: Error, CustomStringConvertible {
     case missing(path: String, what: String)
     case unsupportedWeights(path: String, reason: String)
     case invalidModelIndex(path: String, reason: String)
+    case unknownClass(path: String, component: String, className: String, known: [String])
     case component(name: String, path: String, underlying: Error)
 
     public var description: String {
@@ -13,6 +14,8 @@ public enum PipelineLoadError: Error, CustomStringConvertible {
         case .missing(let path, let what): return "\(path): \(what) not found"
         case .unsupportedWeights(let path, let reason): return "\(path): \(reason)"
         case .invalidModelIndex(let path, let reason): return "\(path): \(reason)"
+        case .unknownClass(let path, let component, let className, let known):
+            return "\(path): '\(component)' is a \(className), which this project cannot build (it builds \(known.joined(separator: ", ")))"
         case .component(let name, let path, let underlying): return "loading '\(name)' from \(path): \(underlying)"
         }
     }
@@ -48,7 +51,21 @@ public struct PipelineDirectory: Sendable {
         }
         self.components = components
         pipelineClass = object["_class_name"] as? String ?? "UnCLIPPipeline"
+        guard ComponentRole.pipelineClasses.contains(pipelineClass) else {
+            throw PipelineLoadError.unknownClass(path: indexURL.path, component: "_class_name", className: pipelineClass,
+                                                 known: ComponentRole.pipelineClasses)
+        }
+        // Every component's class is checked before anything is loaded.
+        for (name, entry) in components.sorted(by: { $0.key < $1.key }) {
+            guard let role = ComponentRole(component: name) else { continue }
+            guard role.classes.contains(entry.1) else {
+                throw PipelineLoadError.unknownClass(path: indexURL.path, component: name, className: entry.1, known: role.classes)
+            }
+        }
     }
+
+    /// The class `model_index.json` names for `component`.
+    public func className(of component: String) -> String? { components[component]?.className }
 
     public func has(_ component: String) -> Bool { components[component] != nil }
 

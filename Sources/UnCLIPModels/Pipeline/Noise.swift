@@ -1,14 +1,6 @@
 import Foundation
 import UnCLIPNN
 
-/// The three sampling stages of unCLIP, named as in recorded-noise files (`prior.K`, `decoder.K`, `super_res.K`),
-/// and DDIM inversion (progress reports only: it draws no noise).
-public enum Stage: String, Sendable, CaseIterable {
-    case prior, decoder
-    case superResolution = "super_res"
-    case inversion
-}
-
 /// Where a pipeline's Gaussian noise comes from: called with the stage, the index of the draw within that stage
 /// (0 = the initial latent, then one per step with t > 0, the order diffusers draws them) and the shape.
 public protocol NoiseSource {
@@ -25,14 +17,7 @@ public struct SeededNoise: NoiseSource {
     public init(seed: UInt64) { self.seed = seed }
 
     public mutating func noise(stage: Stage, index: Int, shape: [Int]) throws -> Tensor {
-        let streamID: UInt64
-        switch stage {
-        case .prior: streamID = 0
-        case .decoder: streamID = 1
-        case .superResolution: streamID = 2
-        case .inversion: streamID = 3
-        }
-        var g = generators[stage] ?? Philox(seed: seed, stream: streamID)
+        var g = generators[stage] ?? Philox(seed: seed, stream: stage.noiseStream)
         let t = Tensor.randn(shape, using: &g)
         generators[stage] = g
         return t
@@ -47,16 +32,16 @@ public struct NoiseReplayError: Error, CustomStringConvertible {
 }
 
 /// Replays noise recorded from the reference pipeline: a safetensors file with tensors `prior.K`, `decoder.K`,
-/// `super_res.K` (see `Stage`). A missing draw or a shape mismatch is an error naming the tensor.
+/// `super_res.K` (`Stage.key`). A missing draw or a shape mismatch is an error naming the tensor.
 public struct RecordedNoise: NoiseSource {
     let file: SafeTensorsFile
 
     public init(contentsOf url: URL) throws { file = try SafeTensorsFile(contentsOf: url) }
 
     public func noise(stage: Stage, index: Int, shape: [Int]) throws -> Tensor {
-        let name = "\(stage.rawValue).\(index)"
+        let name = "\(stage.key).\(index)"
         guard let info = file.info(name) else {
-            throw NoiseReplayError(path: file.path, reason: "no tensor '\(name)' (the run needs draw \(index) of the \(stage.rawValue) stage; check step counts and image counts)")
+            throw NoiseReplayError(path: file.path, reason: "no tensor '\(name)' (the run needs draw \(index) of the \(stage) stage; check step counts and image counts)")
         }
         guard info.shape == shape else {
             throw NoiseReplayError(path: file.path, reason: "'\(name)' has shape \(info.shape), the run needs \(shape)")

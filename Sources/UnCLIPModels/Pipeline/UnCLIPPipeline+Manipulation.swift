@@ -97,31 +97,21 @@ public func slerp(_ a: Tensor, _ b: Tensor, _ theta: Float) -> Tensor {
     return out
 }
 
-/// The decoder's conditioning for a batch, computed once (text_proj output, additive time embedding, mask).
-struct DecoderConditioning {
-    var context: Tensor
-    var additiveTime: Tensor
-    var mask: [[Int]]
-    var guided: Bool
-}
-
 extension UnCLIPPipeline {
     // MARK: Building blocks
 
-    /// CLIP image embeddings [N, E] of images, preprocessed by the directory's feature extractor (CLIP defaults if it
-    /// has none).
+    /// CLIP image embeddings [N, E] of images, preprocessed by the pipeline's image processor (the directory's
+    /// feature extractor, CLIP's defaults without one).
     public func imageEmbeddings(of images: [RGBImage]) throws -> Tensor {
-        guard directory.has("image_encoder") else {
-            throw PipelineArgumentError("\(directory.url.path) has no image_encoder: image manipulations need the CLIP image encoder")
+        guard hasImageEncoder else {
+            throw PipelineArgumentError("\(name) has no image_encoder: image manipulations need the CLIP image encoder")
         }
-        let config = directory.url.appendingPathComponent("feature_extractor/preprocessor_config.json")
-        let processor = FileManager.default.fileExists(atPath: config.path) ? try CLIPImageProcessor(configURL: config) : CLIPImageProcessor()
-        return try imageEmbeddings(pixelValues: processor(images))
+        return try imageEmbeddings(pixelValues: components.imageProcessor(images))
     }
 
     /// CLIP text embeddings [N, E] (the projected EOS features the prior is conditioned on).
     public func textEmbeddings(of texts: [String]) throws -> Tensor {
-        try withNoGrad { try encodePrompts(texts, imagesPerPrompt: 1, classifierFreeGuidance: false).promptEmbeds }
+        try encodePrompts(texts, imagesPerPrompt: 1, classifierFreeGuidance: false).promptEmbeds
     }
 
     /// Images at the decoder's resolution as [N, 3, s, s] in [−1, 1]: area averaging (repeated 2 × 2 means) for
@@ -129,51 +119,36 @@ extension UnCLIPPipeline {
     /// non-square images are centre cropped first.
     public func decoderInput(_ images: [RGBImage]) throws -> Tensor {
         guard !images.isEmpty else { throw PipelineArgumentError("no images given") }
-        let s = try decoderSampleSize()
-        let tensors = images.map { image -> Tensor in
-            let side = min(image.width, image.height)
-            let square = image.width == image.height ? image : image.centerCropped(width: side, height: side)
-            var t = square.tensor()
-            var factor = side / s
-            guard side % s == 0 && factor & (factor - 1) == 0 else { return t.resizedBicubicAntialiased(height: s, width: s) }
-            while factor > 1 {
-                t = t.avgPool2x2()
-                factor /= 2
+        let s = decoderSampleSize()
+        return inference {
+            let tensors = images.map { image -> Tensor in
+                let side = min(image.width, image.height)
+                let square = image.width == image.height ? image : image.centerCropped(width: side, height: side)
+                var t = square.tensor()
+                var factor = side / s
+                guard side % s == 0 && factor & (factor - 1) == 0 else { return t.resizedBicubicAntialiased(height: s, width: s) }
+                while factor > 1 {
+                    t = t.avgPool2x2()
+                    factor /= 2
+                }
+                return t
             }
-            return t
+            return Tensor.concat(tensors, axis: 0)
         }
-        return Tensor.concat(tensors, axis: 0)
     }
 
     /// The decoder's sample size, from its config.
-    public func decoderSampleSize() throws -> Int {
-        try loadConfig(UNet2DConditionConfig.self, from: directory.file("decoder", "config.json")).sampleSize
-    }
+    public func decoderSampleSize() -> Int { decoderConfig.sampleSize }
 
-    /// Encodes the decoder conditioning of `embeddings` with empty captions, as diffusers' variation pipeline does.
-    private func decoderConditioning(_ embeddings: Tensor, guidance: Float) throws -> DecoderConditioning {
+    /// Runs `body` with the decoder and the conditioning of `embeddings` with empty captions, as diffusers' variation
+    /// pipeline does.
+    private func withDecoder<R>(conditioning embeddings: Tensor, guidance: Float,
+                                _ body: (UnCLIPDecoder, DecoderConditioning) throws -> R) throws -> R {
         let guided = guidance > 1
         let text = try encodePrompts(Array(repeating: "", count: embeddings.shape[0]), imagesPerPrompt: 1, classifierFreeGuidance: guided)
-        let (context, additiveTime) = try with("text_proj", { try directory.loadTextProj(variant: variant) }) { proj in
-            proj(imageEmbeddings: embeddings, promptEmbeds: text.promptEmbeds, textEncoderHiddenStates: text.hiddenStates,
-                 classifierFreeGuidance: guided)
+        return try with(components.decoder) { decoder in
+            try body(decoder, decoder.conditioning(imageEmbeddings: embeddings, text: text, guided: guided))
         }
-        let extra = context.shape[1] - text.mask[0].count
-        return DecoderConditioning(context: context, additiveTime: additiveTime,
-                                   mask: text.mask.map { Array(repeating: 1, count: extra) + $0 }, guided: guided)
-    }
-
-    /// The decoder's guided prediction (x̂₀ or ε, without the variance channels) at (x, t).
-    private func decoderPrediction(_ decoder: UNet2DConditionModel, _ x: Tensor, _ t: Int, _ c: DecoderConditioning,
-                                   guidance: Float) -> Tensor {
-        let channels = x.shape[1]
-        let input = c.guided ? Tensor.concat([x, x], axis: 0) : x
-        let out = decoder(input, timestep: t, encoderHiddenStates: c.context, classLabels: c.additiveTime, attentionMask: c.mask)
-        func prediction(_ o: Tensor) -> Tensor { o.shape[1] == channels ? o : o.split(sizes: [channels, o.shape[1] - channels], axis: 1)[0] }
-        guard c.guided else { return prediction(out) }
-        let halves = out.chunked(2, axis: 0)
-        let uncond = prediction(halves[0]), cond = prediction(halves[1])
-        return uncond + guidance * (cond - uncond)
     }
 
     /// DDIM inversion: decoder-resolution images [N, 3, s, s] in [−1, 1] and their CLIP image embeddings [N, E] →
@@ -184,27 +159,9 @@ extension UnCLIPPipeline {
         guard x0.shape.count == 4, x0.shape[0] == imageEmbeddings.shape[0] else {
             throw PipelineArgumentError("invert: images \(x0.shape) and embeddings \(imageEmbeddings.shape) do not pair up")
         }
-        return try withNoGrad {
-            let conditioning = try decoderConditioning(imageEmbeddings, guidance: options.guidance)
-            let sampler = try DDIMSampler(scheduler: try directory.loadScheduler("decoder_scheduler"), steps: options.steps, depth: options.depth)
-            return try with("decoder", { try directory.loadDecoder(variant: variant) }) { decoder in
-                var x = x0
-                var previous = -1
-                for (i, t) in sampler.timesteps.enumerated() {
-                    let output = decoderPrediction(decoder, x, t, conditioning, guidance: options.guidance)
-                    var next = sampler.invertStep(output: output, timestep: t, sample: x, from: previous)
-                    for _ in 0..<options.inversionRefinements {
-                        let refined = decoderPrediction(decoder, next, t, conditioning, guidance: options.guidance)
-                        next = sampler.invertStep(output: refined, timestep: t, sample: x, from: previous, evaluatedAt: next)
-                    }
-                    x = next
-                    previous = t
-                    emit("invert.latents.\(i + 1)", x)
-                    if let progress, !progress(PipelineProgress(stage: .inversion, step: i + 1, stepCount: sampler.timesteps.count)) {
-                        throw PipelineCancelled()
-                    }
-                }
-                return x
+        return try inference {
+            try withDecoder(conditioning: imageEmbeddings, guidance: options.guidance) { decoder, c in
+                try decoder.invert(images: x0, c, options: options, observer: observer(progress))
             }
         }
     }
@@ -214,36 +171,19 @@ extension UnCLIPPipeline {
     public func decodeDDIM(latents: Tensor, imageEmbeddings: Tensor, options: DDIMOptions = DDIMOptions(),
                            noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
-        return try withNoGrad {
-            let conditioning = try decoderConditioning(imageEmbeddings, guidance: options.guidance)
-            let sampler = try DDIMSampler(scheduler: try directory.loadScheduler("decoder_scheduler"), steps: options.steps, depth: options.depth)
-            return try with("decoder", { try directory.loadDecoder(variant: variant) }) { decoder in
-                var x = latents
-                let steps = Array(sampler.timesteps.reversed())
-                for (i, t) in steps.enumerated() {
-                    let output = decoderPrediction(decoder, x, t, conditioning, guidance: options.guidance)
-                    let p = i + 1 < steps.count ? steps[i + 1] : -1
-                    let z = options.eta > 0 && p >= 0 ? try noise.noise(stage: .decoder, index: i + 1, shape: x.shape) : nil
-                    x = sampler.step(output: output, timestep: t, sample: x, to: p, eta: options.eta, noise: z)
-                    emit("ddim.latents.\(i + 1)", x)
-                    if let progress, !progress(PipelineProgress(stage: .decoder, step: i + 1, stepCount: steps.count)) {
-                        throw PipelineCancelled()
-                    }
-                }
-                return x.clamped(min: -1, max: 1)
+        return try inference {
+            try withDecoder(conditioning: imageEmbeddings, guidance: options.guidance) { decoder, c in
+                try decoder.sampleDDIM(latents: latents, c, options: options, noise: &noise, observer: observer(progress))
             }
         }
     }
 
-    /// Decoder-resolution images [N, 3, s, s] in [−1, 1] → final images [N, H, W, 3] in [0, 1] (super-resolution).
+    /// Decoder-resolution images [N, 3, s, s] in [−1, 1] → final images [N, H, W, 3] in [0, 1] (the upsamplers).
     public func upscale(_ small: Tensor, superResSteps: Int = 7, noise: inout some NoiseSource,
                         progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         var options = SamplingOptions()
         options.superResSteps = superResSteps
-        return try withNoGrad {
-            let large = try runSuperResolution(small, options: options, noise: &noise, progress: progress)
-            return (large * 0.5 + 0.5).clamped(min: 0, max: 1).permuted([0, 2, 3, 1])
-        }
+        return try inference { Self.pixels(try runSuperResolution(small, options: options, noise: &noise, progress: progress)) }
     }
 
     // MARK: The paper's manipulations
@@ -285,7 +225,7 @@ extension UnCLIPPipeline {
             let xa = repeatRows(x, [0]).reshaped([1, -1]), xb = repeatRows(x, [1]).reshaped([1, -1])
             xs = Tensor.concat(thetas.map { slerp(xa, xb, $0) }, axis: 0).reshaped([frames] + Array(x.shape.dropFirst()))
         case .shared:
-            let s = try decoderSampleSize()
+            let s = decoderSampleSize()
             let one = try noise.noise(stage: .decoder, index: 0, shape: [1, 3, s, s])
             xs = repeatRows(one, Array(repeating: 0, count: frames))
         }

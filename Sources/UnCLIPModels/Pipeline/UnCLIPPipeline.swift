@@ -129,36 +129,130 @@ public struct TextConditioning {
     public var mask: [[Int]]
 }
 
-/// The unCLIP text-to-image and image-variation pipelines over a diffusers-layout directory.
+/// The loaded (or loadable) components of an unCLIP pipeline, for building one in code.
+public struct UnCLIPComponents {
+    public var tokenizer: CLIPTokenizer
+    public var textEncoder: Component<CLIPTextModelWithProjection>
+    /// nil for an image-variation pipeline.
+    public var prior: Component<any UnCLIPPrior>?
+    public var decoder: Component<UnCLIPDecoder>
+    /// The decoder's UNet configuration (its sample size and channels are needed before it loads).
+    public var decoderConfig: UNet2DConditionConfig
+    /// The cascade, smallest first; empty: the decoder's images are the output.
+    public var upsamplers: [Upsampler]
+    /// nil when the pipeline has no CLIP image encoder (no variations of images, no manipulations).
+    public var imageEncoder: Component<CLIPVisionModelWithProjection>?
+    public var imageProcessor: CLIPImageProcessor
+    /// The model's sampling defaults (`unclip_defaults.json` over diffusers').
+    public var defaults: SamplingOptions
+
+    /// Components given in code, all in memory.
+    public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModelWithProjection, prior: (any UnCLIPPrior)?,
+                decoder: UnCLIPDecoder, upsamplers: [Upsampler], imageEncoder: CLIPVisionModelWithProjection? = nil,
+                imageProcessor: CLIPImageProcessor = CLIPImageProcessor(), defaults: SamplingOptions = SamplingOptions()) {
+        self.tokenizer = tokenizer
+        self.textEncoder = Component(textEncoder, name: "text_encoder")
+        self.prior = prior.map { Component($0, name: "prior") }
+        self.decoder = Component(decoder, name: "decoder")
+        decoderConfig = decoder.unet.config
+        self.upsamplers = upsamplers
+        self.imageEncoder = imageEncoder.map { Component($0, name: "image_encoder") }
+        self.imageProcessor = imageProcessor
+        self.defaults = defaults
+    }
+
+    /// The components of a diffusers-layout directory, each loaded when its stage first runs; types are picked by
+    /// `model_index.json`'s class names, configurations read now (so a broken one fails before any weights load).
+    public init(directory: PipelineDirectory, variant: String? = nil) throws {
+        tokenizer = try directory.loadTokenizer()
+        textEncoder = Component(name: "text_encoder") { try directory.loadTextEncoder(variant: variant) }
+        prior = directory.has("prior") ? Component(name: "prior") { try directory.loadPriorStage(variant: variant) } : nil
+        decoder = Component(name: "decoder") { try directory.loadDecoderStage(variant: variant) }
+        do {
+            decoderConfig = try loadConfig(UNet2DConditionConfig.self, from: try directory.file("decoder", "config.json"))
+        } catch let error as PipelineLoadError { throw error } catch {
+            throw PipelineLoadError.component(name: "decoder", path: directory.url.appendingPathComponent("decoder").path, underlying: error)
+        }
+        upsamplers = try directory.upsamplers(variant: variant)
+        imageEncoder = directory.has("image_encoder")
+            ? Component(name: "image_encoder") { try directory.loadImageEncoder(variant: variant) } : nil
+        imageProcessor = try directory.loadImageProcessor()
+        defaults = try SamplingOptions(defaultsOf: directory)
+    }
+}
+
+/// The unCLIP text-to-image and image-variation pipelines: text encoder → prior → decoder → upsampler cascade.
 ///
 /// Components are loaded when their stage runs and released afterwards (unless `keepLoaded`), so Karlo's 3.4 B
-/// parameters never sit in memory at once. Inference records no autodiff graph.
+/// parameters never sit in memory at once. Inference records no autodiff graph, and takes its scratch memory from the
+/// pipeline's own pool, emptied between stages when components are not kept. A pipeline is used by one caller at a
+/// time; `UnCLIPModel` shares one between concurrent callers.
 public final class UnCLIPPipeline {
-    public let directory: PipelineDirectory
-    /// Weight-file variant to prefer (e.g. "fp16"); nil picks fp32 files, falling back to fp16 ones.
-    public var variant: String?
+    /// The directory it was loaded from; nil for a pipeline built in code.
+    public let directory: PipelineDirectory?
     /// Keep every component in memory between calls (faster repeated runs, more memory).
-    public var keepLoaded = false
+    public var keepLoaded = false {
+        didSet { if !keepLoaded { releaseComponents() } }
+    }
     /// Called with (name, tensor) for every intermediate (names as in the parity fixtures); nil in normal use.
     public var trace: ((String, Tensor) -> Void)?
 
     public let tokenizer: CLIPTokenizer
-    private var cache: [String: Module] = [:]
+    let components: UnCLIPComponents
+    /// Scratch memory of this pipeline's runs.
+    let memory = BufferPool()
 
-    public init(directory url: URL, variant: String? = nil) throws {
-        directory = try PipelineDirectory(url)
-        self.variant = variant
-        tokenizer = try directory.loadTokenizer()
+    public init(components: UnCLIPComponents, directory: PipelineDirectory? = nil) {
+        self.components = components
+        self.directory = directory
+        tokenizer = components.tokenizer
     }
 
-    /// Loads (or reuses) a component for the duration of `body`.
-    func with<M: Module, R>(_ name: String, _ load: () throws -> M, _ body: (M) throws -> R) throws -> R {
-        let model: M
-        if let cached = cache[name] as? M { model = cached } else { model = try load() }
-        if keepLoaded { cache[name] = model }
-        defer { if !keepLoaded { BufferPool.shared.trim(to: 0) } }
-        return try body(model)
+    /// The pipeline of a diffusers-layout directory; `variant` prefers that weight-file variant (e.g. "fp16"); nil
+    /// picks fp32 files, falling back to fp16 ones.
+    public convenience init(directory url: URL, variant: String? = nil) throws {
+        let directory = try PipelineDirectory(url)
+        self.init(components: try UnCLIPComponents(directory: directory, variant: variant), directory: directory)
     }
+
+    /// Where the pipeline came from, for messages.
+    public var name: String { directory?.url.path ?? "the pipeline" }
+    /// Whether it has a prior (text-to-image) or not (image variations only).
+    public var hasPrior: Bool { components.prior != nil }
+    /// Whether it has a CLIP image encoder (variations of images, manipulations).
+    public var hasImageEncoder: Bool { components.imageEncoder != nil }
+    /// The number of upsampler stages after the decoder.
+    public var upsamplerCount: Int { components.upsamplers.count }
+    /// The model's sampling defaults: diffusers' with its `unclip_defaults.json` applied.
+    public var defaultOptions: SamplingOptions { components.defaults }
+    /// The decoder UNet's configuration.
+    public var decoderConfig: UNet2DConditionConfig { components.decoderConfig }
+
+    /// Runs `body` as inference: no graph, this pipeline's scratch memory.
+    func inference<R>(_ body: () throws -> R) rethrows -> R {
+        try memory.withPool { try withNoGrad(body) }
+    }
+
+    /// Uses a component for the duration of `body`, releasing it and the stage's scratch memory afterwards unless
+    /// components are kept.
+    func with<V, R>(_ component: Component<V>, _ body: (V) throws -> R) throws -> R {
+        defer {
+            if !keepLoaded {
+                component.release()
+                memory.trim(to: 0)
+            }
+        }
+        return try component.use(keep: keepLoaded, body)
+    }
+
+    func releaseComponents() {
+        let c = components
+        c.textEncoder.release(); c.prior?.release(); c.decoder.release(); c.imageEncoder?.release()
+        for u in c.upsamplers { u.first.release(); u.last?.release() }
+        memory.trim(to: 0)
+    }
+
+    func observer(_ progress: ((PipelineProgress) -> Bool)?) -> RunObserver { RunObserver(trace: trace, progress: progress) }
 
     func emit(_ name: String, _ t: @autoclosure () -> Tensor) { if let trace { trace(name, t()) } }
 
@@ -167,163 +261,75 @@ public final class UnCLIPPipeline {
     /// Encodes prompts for the prior and decoder, repeating each row `imagesPerPrompt` times and, with guidance,
     /// prepending the empty prompt's encoding.
     public func encodePrompts(_ prompts: [String], imagesPerPrompt n: Int, classifierFreeGuidance cfg: Bool) throws -> TextConditioning {
-        try with("text_encoder", { try directory.loadTextEncoder(variant: variant) }) { encoder in
-            let length = tokenizer.modelMaxLength
-            func encode(_ texts: [String], _ tag: String) -> (Tensor, Tensor, [[Int]]) {
-                let batch = tokenizer(texts, padToLength: length)
-                let out = encoder(batch.ids)
-                emit("text_encoder.\(tag).text_embeds", out.textEmbeds)
-                emit("text_encoder.\(tag).last_hidden_state", out.lastHiddenState)
-                let rows = (0..<texts.count).flatMap { Array(repeating: $0, count: n) }  // repeat_interleave
-                return (repeatRows(out.textEmbeds, rows), repeatRows(out.lastHiddenState, rows), rows.map { batch.mask[$0] })
+        try inference {
+            try with(components.textEncoder) { encoder in
+                let length = tokenizer.modelMaxLength
+                func encode(_ texts: [String], _ tag: String) -> (Tensor, Tensor, [[Int]]) {
+                    let batch = tokenizer(texts, padToLength: length)
+                    let out = encoder(batch.ids)
+                    emit("text_encoder.\(tag).text_embeds", out.textEmbeds)
+                    emit("text_encoder.\(tag).last_hidden_state", out.lastHiddenState)
+                    let rows = (0..<texts.count).flatMap { Array(repeating: $0, count: n) }  // repeat_interleave
+                    return (repeatRows(out.textEmbeds, rows), repeatRows(out.lastHiddenState, rows), rows.map { batch.mask[$0] })
+                }
+                var (embeds, hidden, mask) = encode(prompts, "cond")
+                if cfg {
+                    let (ue, uh, um) = encode(Array(repeating: "", count: prompts.count), "uncond")
+                    embeds = Tensor.concat([ue, embeds], axis: 0)
+                    hidden = Tensor.concat([uh, hidden], axis: 0)
+                    mask = um + mask
+                }
+                emit("prompt_embeds", embeds)
+                emit("text_encoder_hidden_states", hidden)
+                emit("text_mask", Tensor(shape: [mask.count, mask[0].count], mask.flatMap { $0.map(Float.init) }))
+                return TextConditioning(promptEmbeds: embeds, hiddenStates: hidden, mask: mask)
             }
-            var (embeds, hidden, mask) = encode(prompts, "cond")
-            if cfg {
-                let (ue, uh, um) = encode(Array(repeating: "", count: prompts.count), "uncond")
-                embeds = Tensor.concat([ue, embeds], axis: 0)
-                hidden = Tensor.concat([uh, hidden], axis: 0)
-                mask = um + mask
-            }
-            emit("prompt_embeds", embeds)
-            emit("text_encoder_hidden_states", hidden)
-            emit("text_mask", Tensor(shape: [mask.count, mask[0].count], mask.flatMap { $0.map(Float.init) }))
-            return TextConditioning(promptEmbeds: embeds, hiddenStates: hidden, mask: mask)
         }
     }
 
     // MARK: Stages
 
-    /// The diffusion prior: text conditioning → CLIP image embeddings [B, E] (raw CLIP space).
+    /// The prior: text conditioning → CLIP image embeddings [B, E] (raw CLIP space).
     public func runPrior(_ text: TextConditioning, batch b: Int, options: SamplingOptions, noise: inout some NoiseSource,
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        var scheduler = try directory.loadScheduler("prior_scheduler")
-        try scheduler.setTimesteps(options.priorSteps)
-        let cfg = options.classifierFreeGuidance
-        return try with("prior", { try directory.loadPrior(variant: variant) }) { prior in
-            var draws = 0
-            var x = try noise.noise(stage: .prior, index: draws, shape: [b, prior.config.embeddingDim]) * scheduler.initNoiseSigma
-            draws += 1
-            for (i, t) in scheduler.timesteps.enumerated() {
-                let input = cfg ? Tensor.concat([x, x], axis: 0) : x
-                emit("prior.step.\(i).input", input)
-                let out = prior(input, timestep: t, projEmbedding: text.promptEmbeds, encoderHiddenStates: text.hiddenStates,
-                                attentionMask: text.mask)
-                emit("prior.step.\(i).output", out)
-                var guided = out
-                if cfg {
-                    let halves = out.chunked(2, axis: 0)  // [unconditional, conditional]
-                    guided = halves[0] + options.priorGuidance * (halves[1] - halves[0])
-                }
-                emit("prior.step.\(i).model_output", guided)
-                let stepNoise = t > 0 ? try noise.noise(stage: .prior, index: draws, shape: x.shape) : nil
-                if t > 0 { draws += 1 }
-                x = try scheduler.step(modelOutput: guided, timestep: t, sample: x,
-                                       prevTimestep: scheduler.previousTimestep(afterIndex: i), noise: stepNoise)
-                emit("prior.latents.\(i + 1)", x)
-                if let progress, !progress(PipelineProgress(stage: .prior, step: i + 1, stepCount: scheduler.timesteps.count)) {
-                    throw PipelineCancelled()
-                }
-            }
-            let embeddings = prior.postProcessLatents(x)
-            emit("image_embeddings", embeddings)
-            return embeddings
+        guard let prior = components.prior else {
+            throw PipelineArgumentError("\(name) has no prior: it is an image-variation pipeline; use `vary`")
+        }
+        return try inference {
+            try with(prior) { try $0.sample(text, batch: b, options: options, noise: &noise, observer: observer(progress)) }
         }
     }
 
     /// The decoder: image embeddings [B, E] and text conditioning → the low-resolution image [B, 3, h, w] in [−1, 1].
     public func runDecoder(imageEmbeddings: Tensor, text: TextConditioning, options: SamplingOptions,
                            noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        let cfg = options.classifierFreeGuidance
-        let (context, additiveTime) = try with("text_proj", { try directory.loadTextProj(variant: variant) }) { proj in
-            proj(imageEmbeddings: imageEmbeddings, promptEmbeds: text.promptEmbeds, textEncoderHiddenStates: text.hiddenStates,
-                 classifierFreeGuidance: cfg)
-        }
-        emit("text_proj.encoder_hidden_states", context)
-        emit("text_proj.additive_time", additiveTime)
-        let extra = context.shape[1] - text.mask[0].count
-        let mask = text.mask.map { Array(repeating: 1, count: extra) + $0 }  // the CLIP tokens are always attended
-        emit("decoder.attention_mask", Tensor(shape: [mask.count, mask[0].count], mask.flatMap { $0.map(Float.init) }))
-
-        var scheduler = try directory.loadScheduler("decoder_scheduler")
-        try scheduler.setTimesteps(options.decoderSteps)
-        let b = imageEmbeddings.shape[0]
-        return try with("decoder", { try directory.loadDecoder(variant: variant) }) { decoder in
-            let c = decoder.config.inChannels, s = decoder.config.sampleSize
-            var draws = 0
-            var x = try noise.noise(stage: .decoder, index: draws, shape: [b, c, s, s]) * scheduler.initNoiseSigma
-            draws += 1
-            for (i, t) in scheduler.timesteps.enumerated() {
-                let input = cfg ? Tensor.concat([x, x], axis: 0) : x
-                let out = decoder(input, timestep: t, encoderHiddenStates: context, classLabels: additiveTime, attentionMask: mask)
-                emit("decoder.step.\(i).output", out)
-                var modelOutput = out
-                if cfg {
-                    // ε is guided; the variance channels come from the conditional half only.
-                    let halves = out.chunked(2, axis: 0)
-                    let uncond = halves[0].split(sizes: [c, out.shape[1] - c], axis: 1)
-                    let cond = halves[1].split(sizes: [c, out.shape[1] - c], axis: 1)
-                    let eps = uncond[0] + options.decoderGuidance * (cond[0] - uncond[0])
-                    modelOutput = Tensor.concat([eps, cond[1]], axis: 1)
-                }
-                emit("decoder.step.\(i).model_output", modelOutput)
-                let shape = scheduler.noiseShape(modelOutputShape: modelOutput.shape, sampleShape: x.shape)
-                let stepNoise = t > 0 ? try noise.noise(stage: .decoder, index: draws, shape: shape) : nil
-                if t > 0 { draws += 1 }
-                x = try scheduler.step(modelOutput: modelOutput, timestep: t, sample: x,
-                                       prevTimestep: scheduler.previousTimestep(afterIndex: i), noise: stepNoise)
-                emit("decoder.latents.\(i + 1)", x)
-                if let progress, !progress(PipelineProgress(stage: .decoder, step: i + 1, stepCount: scheduler.timesteps.count)) {
-                    throw PipelineCancelled()
-                }
+        try inference {
+            try with(components.decoder) { decoder in
+                let c = decoder.conditioning(imageEmbeddings: imageEmbeddings, text: text, guided: options.classifierFreeGuidance)
+                emit("text_proj.encoder_hidden_states", c.context)
+                emit("text_proj.additive_time", c.additiveTime)
+                emit("decoder.attention_mask", Tensor(shape: [c.mask.count, c.mask[0].count], c.mask.flatMap { $0.map(Float.init) }))
+                return try decoder.sample(c, batch: imageEmbeddings.shape[0], steps: options.decoderSteps,
+                                          guidance: options.decoderGuidance, noise: &noise, observer: observer(progress))
             }
-            let small = x.clamped(min: -1, max: 1)
-            emit("image_small", small)
-            return small
         }
     }
 
-    /// Super-resolution: the low-resolution image [B, 3, h, w] → the final image [B, 3, H, W] in [−1, 1].
+    /// The upsampler cascade: the decoder's images [B, 3, h, w] → the final images [B, 3, H, W] in [−1, 1] (unchanged
+    /// without upsamplers). Every stage runs `options.superResSteps` steps.
     public func runSuperResolution(_ small: Tensor, options: SamplingOptions, noise: inout some NoiseSource,
                                    progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        var scheduler = try directory.loadScheduler("super_res_scheduler")
-        try scheduler.setTimesteps(options.superResSteps)
-        let steps = scheduler.timesteps
-        let hasLast = directory.has("super_res_last")
-        var x: Tensor? = nil
-        var upscaled: Tensor? = nil
-        var draws = 0
-        // super_res_first runs every step but the last; super_res_last only the last (diffusers' rule).
-        func run(_ unet: UNet2DModel, _ indices: Range<Int>) throws {
-            let size = unet.config.sampleSize
-            if upscaled == nil {
-                // Matches diffusers: antialiased bicubic (a = −0.5), align_corners = False.
-                upscaled = small.resizedBicubicAntialiased(height: size, width: size)
-                emit("image_upscaled", upscaled!)
-            }
-            if x == nil {
-                x = try noise.noise(stage: .superResolution, index: draws, shape: [small.shape[0], small.shape[1], size, size]) * scheduler.initNoiseSigma
-                draws += 1
-            }
-            for i in indices {
-                let t = steps[i]
-                let out = unet(Tensor.concat([x!, upscaled!], axis: 1), timestep: t)
-                emit("super_res.step.\(i).output", out)
-                let stepNoise = t > 0 ? try noise.noise(stage: .superResolution, index: draws, shape: x!.shape) : nil
-                if t > 0 { draws += 1 }
-                x = try scheduler.step(modelOutput: out, timestep: t, sample: x!,
-                                       prevTimestep: scheduler.previousTimestep(afterIndex: i), noise: stepNoise)
-                emit("super_res.latents.\(i + 1)", x!)
-                if let progress, !progress(PipelineProgress(stage: .superResolution, step: i + 1, stepCount: steps.count)) {
-                    throw PipelineCancelled()
+        try inference {
+            var x = small
+            for (k, upsampler) in components.upsamplers.enumerated() {
+                // Each stage after the first is conditioned on a valid image, as the decoder's output is.
+                if k > 0 { x = x.clamped(min: -1, max: 1) }
+                x = try upsampler.run(x, steps: options.superResSteps, noise: &noise, observer: observer(progress)) { unet, body in
+                    try with(unet, body)
                 }
             }
+            return x
         }
-        let firstCount = hasLast ? steps.count - 1 : steps.count
-        try with("super_res_first", { try directory.loadSuperRes("super_res_first", variant: variant) }) { try run($0, 0..<firstCount) }
-        if hasLast {
-            try with("super_res_last", { try directory.loadSuperRes("super_res_last", variant: variant) }) { try run($0, firstCount..<steps.count) }
-        }
-        return x!
     }
 
     // MARK: Pipelines
@@ -333,10 +339,10 @@ public final class UnCLIPPipeline {
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
         guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
-        guard directory.has("prior") else {
-            throw PipelineArgumentError("\(directory.url.path) has no prior: it is an image-variation pipeline; use `vary`")
+        guard hasPrior else {
+            throw PipelineArgumentError("\(name) has no prior: it is an image-variation pipeline; use `vary`")
         }
-        return try withNoGrad {
+        return try inference {
             let b = prompts.count * options.imagesPerPrompt
             let text = try encodePrompts(prompts, imagesPerPrompt: options.imagesPerPrompt, classifierFreeGuidance: options.classifierFreeGuidance)
             let embeddings = try runPrior(text, batch: b, options: options, noise: &noise, progress: progress)
@@ -354,7 +360,7 @@ public final class UnCLIPPipeline {
         guard given.rank == 2, given.shape[0] == prompts.count else {
             throw PipelineArgumentError("image embeddings of shape \(given.shape) for \(prompts.count) prompts: need [\(prompts.count), E]")
         }
-        return try withNoGrad {
+        return try inference {
             let text = try encodePrompts(prompts, imagesPerPrompt: options.imagesPerPrompt, classifierFreeGuidance: options.classifierFreeGuidance)
             let rows = (0..<prompts.count).flatMap { Array(repeating: $0, count: options.imagesPerPrompt) }
             let embeddings = repeatRows(given, rows)
@@ -363,23 +369,27 @@ public final class UnCLIPPipeline {
         }
     }
 
-    /// Decoder and super-resolution from given CLIP image embeddings [B, E] and text conditioning.
+    /// Decoder and upsamplers from given CLIP image embeddings [B, E] and text conditioning.
     public func finish(imageEmbeddings: Tensor, text: TextConditioning, options: SamplingOptions, noise: inout some NoiseSource,
                        progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try withNoGrad {
+        try inference {
             let small = try runDecoder(imageEmbeddings: imageEmbeddings, text: text, options: options, noise: &noise, progress: progress)
             let large = try runSuperResolution(small, options: options, noise: &noise, progress: progress)
-            let image = (large * 0.5 + 0.5).clamped(min: 0, max: 1).permuted([0, 2, 3, 1])  // NHWC
+            let image = Self.pixels(large)
             emit("image", image)
             return image
         }
     }
 
+    /// Model-space images [B, 3, H, W] in [−1, 1] → [B, H, W, 3] in [0, 1].
+    static func pixels(_ x: Tensor) -> Tensor { (x * 0.5 + 0.5).clamped(min: 0, max: 1).permuted([0, 2, 3, 1]) }
+
     /// CLIP image embeddings [N, E] of preprocessed pixel values [N, 3, S, S] (the variation pipeline's encoder).
     public func imageEmbeddings(pixelValues: Tensor) throws -> Tensor {
-        try withNoGrad {
-            try with("image_encoder", { try directory.loadImageEncoder(variant: variant) }) { $0(pixelValues) }
+        guard let encoder = components.imageEncoder else {
+            throw PipelineArgumentError("\(name) has no image_encoder: image manipulations need the CLIP image encoder")
         }
+        return try inference { try with(encoder) { $0(pixelValues) } }
     }
 
     /// Image variations: preprocessed pixel values [N, 3, S, S] (or precomputed embeddings) → [N·n, H, W, 3] in [0, 1].
@@ -390,7 +400,7 @@ public final class UnCLIPPipeline {
         try options.validate()
         var options = options
         options.priorGuidance = 1  // no prior here: guidance is decided by the decoder scale alone
-        return try withNoGrad {
+        return try inference {
             guard let embeds = try given ?? pixelValues.map({ try imageEmbeddings(pixelValues: $0) }) else {
                 throw PipelineArgumentError("vary needs an image or image embeddings")
             }

@@ -68,3 +68,63 @@ public struct DDIMSampler: Sendable {
         return x0 * at.squareRoot() + epsilon * (1 - at).squareRoot()
     }
 }
+
+/// The prediction channels of a model output: a learned variance (the decoder's second half of axis 1) is not
+/// used by DDIM.
+private func predictionChannels(_ output: Tensor, like sample: Tensor) -> Tensor {
+    let c = sample.shape[1]
+    return output.shape[1] == c ? output : output.split(sizes: [c, output.shape[1] - c], axis: 1)[0]
+}
+
+/// DDIM sampling with η over a `DDIMSampler`'s timesteps, largest first, down to the clean image.
+public struct DDIMSampling: DiffusionSampler {
+    public let ddim: DDIMSampler
+    public let eta: Float
+    public let timesteps: [Int]
+
+    public init(_ ddim: DDIMSampler, eta: Float) {
+        self.ddim = ddim
+        self.eta = eta
+        timesteps = ddim.timesteps.reversed()
+    }
+
+    /// The timestep step `index` goes to (−1: the clean image).
+    func target(_ index: Int) -> Int { index + 1 < timesteps.count ? timesteps[index + 1] : -1 }
+
+    public func noiseShape(step index: Int, modelOutputShape: [Int], sampleShape: [Int]) -> [Int]? {
+        eta > 0 && target(index) >= 0 ? sampleShape : nil
+    }
+
+    public func step(_ index: Int, modelOutput: Tensor, sample: Tensor, noise: Tensor?) throws -> Tensor {
+        ddim.step(output: predictionChannels(modelOutput, like: sample), timestep: timesteps[index], sample: sample,
+                  to: target(index), eta: eta, noise: noise)
+    }
+}
+
+/// DDIM inversion: the η = 0 path climbed from the clean image to x_T, each step re-solved `refinements` times at
+/// the model's output on the current estimate (the fixed point is the exact inverse of the η = 0 step).
+public struct DDIMInversion: DiffusionSampler {
+    public let ddim: DDIMSampler
+    public let refinements: Int
+    public var timesteps: [Int] { ddim.timesteps }
+
+    public init(_ ddim: DDIMSampler, refinements: Int) {
+        self.ddim = ddim
+        self.refinements = refinements
+    }
+
+    /// The timestep step `index` starts from (−1: the clean image).
+    func source(_ index: Int) -> Int { index > 0 ? timesteps[index - 1] : -1 }
+
+    public func noiseShape(step index: Int, modelOutputShape: [Int], sampleShape: [Int]) -> [Int]? { nil }
+
+    public func step(_ index: Int, modelOutput: Tensor, sample: Tensor, noise: Tensor?) throws -> Tensor {
+        ddim.invertStep(output: predictionChannels(modelOutput, like: sample), timestep: timesteps[index], sample: sample,
+                        from: source(index))
+    }
+
+    public func refine(_ index: Int, modelOutput: Tensor, sample: Tensor, estimate: Tensor) throws -> Tensor {
+        ddim.invertStep(output: predictionChannels(modelOutput, like: sample), timestep: timesteps[index], sample: sample,
+                        from: source(index), evaluatedAt: estimate)
+    }
+}

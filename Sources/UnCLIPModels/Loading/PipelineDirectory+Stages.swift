@@ -1,0 +1,54 @@
+import Foundation
+import UnCLIPNN
+
+// The pipeline's stages from a directory: each component's type picked by its `_class_name` (`ComponentRole`).
+extension PipelineDirectory {
+    /// The class of `component`, which must be one `role` builds (checked for every component at `init`).
+    func classOf(_ component: String) throws -> String {
+        guard let cls = className(of: component) else {
+            throw PipelineLoadError.missing(path: url.appendingPathComponent("model_index.json").path, what: "entry '\(component)'")
+        }
+        return cls
+    }
+
+    /// The prior stage, by the prior's class.
+    public func loadPriorStage(variant: String? = nil) throws -> any UnCLIPPrior {
+        switch try classOf("prior") {
+        case "PriorTransformer":
+            return DiffusionPrior(prior: try loadPrior(variant: variant), scheduler: try loadScheduler("prior_scheduler"))
+        case let other:
+            throw PipelineLoadError.unknownClass(path: url.path, component: "prior", className: other, known: ComponentRole.prior.classes)
+        }
+    }
+
+    /// The decoder stage: text_proj, the decoder UNet and its scheduler.
+    public func loadDecoderStage(variant: String? = nil) throws -> UnCLIPDecoder {
+        UnCLIPDecoder(textProj: try loadTextProj(variant: variant), unet: try loadDecoder(variant: variant),
+                      scheduler: try loadScheduler("decoder_scheduler"))
+    }
+
+    /// The upsampler cascade: `super_res_{first,last,scheduler}`, then `super_res_2_…`, as long as the directory has
+    /// the stage's `first` UNet. Weights load when a stage runs.
+    public func upsamplers(variant: String? = nil) throws -> [Upsampler] {
+        var stages: [Upsampler] = []
+        while true {
+            let stage = Stage.superResolution(stages.count), key = stage.key
+            guard has("\(key)_first") else { break }
+            func unet(_ name: String) -> Component<UNet2DModel> {
+                Component(name: name) { try self.loadSuperRes(name, variant: variant) }
+            }
+            stages.append(Upsampler(stage: stage, first: unet("\(key)_first"), last: has("\(key)_last") ? unet("\(key)_last") : nil,
+                                    scheduler: try loadScheduler("\(key)_scheduler")))
+        }
+        return stages
+    }
+
+    /// The image processor of the CLIP image encoder: `feature_extractor`'s configuration, CLIP's defaults without one.
+    public func loadImageProcessor() throws -> CLIPImageProcessor {
+        let config = url.appendingPathComponent("feature_extractor/preprocessor_config.json")
+        guard FileManager.default.fileExists(atPath: config.path) else { return CLIPImageProcessor() }
+        do { return try CLIPImageProcessor(configURL: config) } catch {
+            throw PipelineLoadError.component(name: "feature_extractor", path: config.deletingLastPathComponent().path, underlying: error)
+        }
+    }
+}
