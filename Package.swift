@@ -33,11 +33,11 @@ let package = Package(
         .target(name: "CJPEGDecode", dependencies: ["CJPEG"], linkerSettings: [.linkedLibrary("jpeg")]),
 
         .target(name: "UnCLIPTensor", dependencies: ["CDNNL", "COpenMP"],
-                swiftSettings: engineSettings,
+                swiftSettings: engineSettings + [.swiftLanguageMode(.v6)],
                 linkerSettings: [.linkedLibrary(":libgomp.so.1", .when(platforms: [.linux]))]),
-        .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings),
-        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: engineSettings),
-        .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings),
+        .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
         .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
         .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),
         // The ShapesWorld pipeline trained by this project (docs/training.md), shipped as a resource (fp16, 15 MB).

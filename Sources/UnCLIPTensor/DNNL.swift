@@ -61,16 +61,17 @@ func dnnlMemoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) throws -> dnnl_memo
 
 /// The process-wide oneDNN CPU engine and its streams.
 enum DNNL {
-    /// The CPU engine (created on first use; oneDNN engines are thread-safe).
-    static let engine: dnnl_engine_t = dnnlMust {
+    /// The CPU engine (created on first use; oneDNN engines are thread-safe, hence `nonisolated(unsafe)`).
+    nonisolated(unsafe) static let engine: dnnl_engine_t = dnnlMust {
         var e: dnnl_engine_t?
         try dnnlCheck(dnnl_engine_create(&e, dnnl_cpu, 0), "engine_create(cpu)")
         return e!
     }
 
     /// Primitive attributes asking for a user-managed scratchpad, so scratch memory comes from the engine's buffer
-    /// pool and concurrent executions of one primitive never share oneDNN's global scratchpad.
-    static let userScratchpadAttr: dnnl_primitive_attr_t = dnnlMust {
+    /// pool and concurrent executions of one primitive never share oneDNN's global scratchpad. Never modified after
+    /// creation, so sharing it between threads is safe.
+    nonisolated(unsafe) static let userScratchpadAttr: dnnl_primitive_attr_t = dnnlMust {
         var a: dnnl_primitive_attr_t?
         try dnnlCheck(dnnl_primitive_attr_create(&a), "primitive_attr_create")
         try dnnlCheck(dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user), "attr_set_scratchpad_mode")
@@ -260,16 +261,19 @@ final class PrimitiveCache: @unchecked Sendable {
     /// Most entries kept; past it the cache starts over (a sampling loop uses a few dozen shapes).
     static let capacity = 512
 
-    private let entries = Mutex<[Key: AnyObject]>([:])
+    /// A cached primitive: immutable once made, executed concurrently by oneDNN's rules.
+    private struct Cached: @unchecked Sendable { let object: AnyObject }
+    private let entries = Mutex<[Key: Cached]>([:])
 
     /// The cached object for `key`, built by `make` on first use.
     func get<T: AnyObject>(_ kind: String, _ dims: [Int], make: () throws -> T) throws -> T {
         let key = Key(kind: kind, dims: dims)
-        if let hit = entries.withLock({ $0[key] }) { return hit as! T }
+        if let hit = entries.withLock({ $0[key] }) { return hit.object as! T }
         let made = try make()
+        let cached = Cached(object: made)
         entries.withLock { e in
             if e.count >= PrimitiveCache.capacity { e.removeAll() }
-            e[key] = made
+            e[key] = cached
         }
         return made
     }

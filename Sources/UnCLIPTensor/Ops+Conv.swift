@@ -148,7 +148,8 @@ final class ConvWeightCache: @unchecked Sendable {
     private struct Key: Hashable {
         let storage: ObjectIdentifier, offset: Int, layout: ObjectIdentifier
     }
-    private struct Entry {
+    /// Only touched under the cache's lock; the reordered tensor is never written after it is made.
+    private struct Entry: @unchecked Sendable {
         weak var storage: TensorStorage?
         /// Held strongly so that its ObjectIdentifier in the key cannot be reused by another layout.
         let layout: DNNLLayout

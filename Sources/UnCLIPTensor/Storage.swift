@@ -60,9 +60,13 @@ public final class BufferPool: @unchecked Sendable {
         try Self.$current.withValue(self, operation: body)
     }
 
+    /// A free buffer; only the pool, under its lock, touches it.
+    private struct Block: @unchecked Sendable, Equatable {
+        let pointer: UnsafeMutablePointer<Float>
+    }
     private struct State {
-        var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
-        var order: [(Int, UnsafeMutablePointer<Float>)] = []  // release order, oldest first
+        var free: [Int: [Block]] = [:]
+        var order: [(Int, Block)] = []  // release order, oldest first
         var cachedBytes = 0
     }
     private let state = Mutex(State())
@@ -75,13 +79,13 @@ public final class BufferPool: @unchecked Sendable {
 
     func take(_ count: Int) -> UnsafeMutablePointer<Float> {
         let n = max(count, 1)
-        if let p = state.withLock({ s -> UnsafeMutablePointer<Float>? in
+        if let block = state.withLock({ s -> Block? in
             guard var list = s.free[n], let p = list.popLast() else { return nil }
             s.free[n] = list
             s.cachedBytes -= n * 4
             if let i = s.order.lastIndex(where: { $0.1 == p }) { s.order.remove(at: i) }
             return p
-        }) { return p }
+        }) { return block.pointer }
         var raw: UnsafeMutableRawPointer?
         let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
         guard status == 0, let raw else {
@@ -95,9 +99,10 @@ public final class BufferPool: @unchecked Sendable {
         let n = max(count, 1)
         // Very large blocks (> 256 MiB) go straight back to the system: they are rare and would crowd the cache.
         if n * 4 > (256 << 20) || n * 4 > limitBytes { free(p); return }
+        let block = Block(pointer: p)
         state.withLock { s in
-            s.free[n, default: []].append(p)
-            s.order.append((n, p))
+            s.free[n, default: []].append(block)
+            s.order.append((n, block))
             s.cachedBytes += n * 4
         }
         trim()
@@ -108,8 +113,8 @@ public final class BufferPool: @unchecked Sendable {
     /// Releases cached buffers until the cache holds at most `limitBytes`.
     public func trim(to bytes: Int? = nil) {
         let target = bytes ?? limitBytes
-        var released: [UnsafeMutablePointer<Float>] = []
-        state.withLock { s in
+        let released = state.withLock { s -> [Block] in
+            var released: [Block] = []
             while s.cachedBytes > target, !s.order.isEmpty {
                 let (n, p) = s.order.removeFirst()
                 if var list = s.free[n], let i = list.firstIndex(of: p) {
@@ -118,8 +123,9 @@ public final class BufferPool: @unchecked Sendable {
                     released.append(p)
                 }
             }
+            return released
         }
-        for p in released { free(p) }
+        for block in released { free(block.pointer) }
     }
 
     /// Bytes currently held in the cache (not in use by any tensor).
