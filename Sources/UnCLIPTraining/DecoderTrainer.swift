@@ -193,11 +193,8 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
                 let keep = Tensor(shape: [b, 1], dropImage.map { $0 ? 0 : 1 })
                 embeddings = Tensor.where(keep, embeddings, nullEmbedding.reshaped([1, e]))
             }
-            let (context, additiveTime) = model.text_proj(imageEmbeddings: embeddings, promptEmbeds: text.embeds,
-                                                          textEncoderHiddenStates: text.hidden, classifierFreeGuidance: false)
-            // Matches UnCLIPPipeline.runDecoder: the extra CLIP tokens are always attended, then the caption mask.
-            let extra = context.shape[1] - text.mask[0].count
-            let mask = text.mask.map { Array(repeating: 1, count: extra) + $0 }
+            let conditioning = DecoderConditioning(textProj: model.text_proj, imageEmbeddings: embeddings, promptEmbeds: text.embeds,
+                                                   hiddenStates: text.hidden, textMask: text.mask, guided: false)
             let x0 = RGBImageBatch.tensor(images)  // [B, 3, S, S] in [−1, 1]
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
@@ -205,8 +202,8 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             let timesteps = (0..<b).map { _ in TrainingRandom.int(scheduler.config.numTrainTimesteps, using: &timeRNG) }
             let c = HybridLossCoefficients(scheduler: scheduler, timesteps: timesteps, predictionType: predictionType, snrWeightCap: snrWeightCap)
             let xt = withNoGrad { x0 * c.sqrtAlphaBar + noise * c.sqrtOneMinusAlphaBar }
-            let output = model.decoder(xt, timesteps: timesteps, encoderHiddenStates: context, classLabels: additiveTime,
-                                       attentionMask: mask)
+            let output = model.decoder(xt, timesteps: timesteps, encoderHiddenStates: conditioning.context,
+                                       classLabels: conditioning.additiveTime, attentionMask: conditioning.mask)
             let parts = output.split(sizes: [3, 3], axis: 1)  // x₀ or ε, and the variance interpolation v
             return hybridLoss(prediction: parts[0], predictionType: predictionType, v: parts[1], noise: noise, x0: x0, xt: xt, c,
                               varianceLoss: varianceLoss)
