@@ -1,0 +1,105 @@
+import Foundation
+import UnCLIPModels
+import UnCLIPImage
+import UnCLIPNN
+import XCTest
+@testable import UnCLIPTraining
+
+/// The ShapesWorld caption recipe (mirror pairs; hard, attribute and binding negatives) must train exactly as it did
+/// before it moved out of the CLIP trainer's defaults.
+final class CLIPRecipeTests: XCTestCase {
+    private func temporaryDirectory(_ name: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-recipe-\(name)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// FNV-1a (64 bit) over every parameter's name and Float bit patterns, in name order.
+    private func checksum(_ module: Module) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        for (key, t) in module.namedParameters().sorted(by: { $0.0 < $1.0 }) {
+            key.utf8.forEach(mix)
+            for v in t.toArray() { withUnsafeBytes(of: v.bitPattern.littleEndian) { $0.forEach(mix) } }
+        }
+        return h
+    }
+
+    /// Six CLIP steps of the tiny smoke-test towers on 16 ShapesWorld scenes, every recipe part on; returns the
+    /// logged losses and gradient norms (as Float bit patterns) and the exported towers' checksums.
+    private func runShapesWorldRecipe(_ clip: CLIPTrainingConfiguration) throws -> (losses: [UInt32], norms: [UInt32], text: UInt64, vision: UInt64) {
+        let out = try temporaryDirectory("clip")
+        let data = try ShapesWorldDataset(seed: 3, count: 16)
+        var c = TrainAllConfiguration.smokeTest
+        try c.tokenizer.run(dataset: data, out: out)
+        c.clip = clip
+        c.clip.embeddingDim = 32; c.clip.textLayers = 1; c.clip.textHeads = 2; c.clip.textIntermediateSize = 64
+        c.clip.visionWidth = 32; c.clip.visionLayers = 1; c.clip.visionHeads = 2; c.clip.visionIntermediateSize = 64
+        c.clip.patchSize = 8
+        c.clip.precision = .fp32
+        c.clip.training.steps = 6
+        c.clip.training.batchSize = 8
+        c.clip.training.warmupSteps = 2
+        c.clip.training.checkpointEvery = 6
+        XCTAssertTrue(try c.clip.run(dataset: data, out: out).exported)
+        let log = try String(contentsOf: out.appendingPathComponent("checkpoints/clip/loss.jsonl"), encoding: .utf8)
+        var losses: [UInt32] = [], norms: [UInt32] = []
+        for line in log.split(separator: "\n") {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            losses.append(Float("\(object["loss"]!)")!.bitPattern)
+            norms.append(Float("\(object["grad_norm"]!)")!.bitPattern)
+        }
+        let directory = try PipelineDirectory(out)
+        return (losses, norms, checksum(try directory.loadTextEncoder()), checksum(try directory.loadImageEncoder()))
+    }
+
+    /// FNV-1a (64 bit) of a CLIP batch: its captions, its negatives and its images' bytes.
+    private func checksum(captions: [String], negatives: [String], images: [RGBImage]) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ byte: UInt8) { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 }
+        for text in captions + ["|"] + negatives { text.utf8.forEach(mix); mix(0) }
+        for image in images { image.pixels.forEach(mix) }
+        return h
+    }
+
+    /// The former CLIP trainer's batch assembly (its `run` loop before the recipe became an option, every part on).
+    private func formerBatch(_ c: CLIPTrainingConfiguration, _ dataset: some CaptionedImageDataset, step: Int) throws -> UInt64 {
+        var sampler = BatchSampler(count: dataset.count, batchSize: c.training.batchSize, seed: c.training.seed)
+        let indices = sampler.indices(step: step)
+        var (images, captions) = loadBatch(dataset, indices: Array(indices.prefix((indices.count + 1) / 2)),
+                                           stage: "clip", progress: { _ in }) { try downsampled($0, to: c.imageSize) }
+        let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
+        images += mirrors.map(\.image)
+        captions += mirrors.map(\.caption)
+        let own = Set(captions)
+        var negatives = captions.compactMap(CaptionNegatives.hardNegative)
+        var rng = TrainingRandom.generator(seed: c.training.seed, step: step, .negatives)
+        negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
+        negatives += captions.flatMap(CaptionNegatives.bindingNegatives)
+        negatives = negatives.filter { !own.contains($0) }
+        return checksum(captions: captions, negatives: negatives, images: images)
+    }
+
+    /// Recorded on main at b450419 (the recipe still the CLIP trainer's default) by this test's first version, on the
+    /// project's x86-64 build machine: the batches (captions, negatives, pixels) are integer and string work and hold on
+    /// any machine; the losses, gradient norms and weights are the engine's floating point on that machine.
+    private static let recordedBatches: [UInt64] = [0x848f57de8fb84881, 0x7ff5221df3bf7116, 0x019087459b6cef8d,
+                                                     0x38eb5cfdacf316ae, 0xff1f687f24ea9557, 0xf84c913f82e5ab50]
+    private static let recordedLosses: [UInt32] = [0x40a75e55, 0x40a3c9d2, 0x40a1fd84, 0x40a1e18f, 0x409bb104, 0x409e2c45]
+    private static let recordedNorms: [UInt32] = [0x41b3868b, 0x41f5df8b, 0x41e33b8e, 0x4154e48e, 0x41a91a05, 0x4199b6c2]
+    private static let recordedText: UInt64 = 0x5600ab2e07b05c56
+    private static let recordedVision: UInt64 = 0xb69935d54ceb4fa3
+
+    func testShapesWorldRecipeTrainsBitIdenticallyToTheFormerDefaults() throws {
+        var c = CLIPTrainingConfiguration()
+        c.training.batchSize = 8
+        let data = try ShapesWorldDataset(seed: 3, count: 16)
+        XCTAssertEqual(try (0..<6).map { try formerBatch(c, data, step: $0) }, Self.recordedBatches)
+        let result = try runShapesWorldRecipe(CLIPTrainingConfiguration())
+        XCTAssertEqual(result.losses, Self.recordedLosses)
+        XCTAssertEqual(result.norms, Self.recordedNorms)
+        XCTAssertEqual(result.text, Self.recordedText)
+        XCTAssertEqual(result.vision, Self.recordedVision)
+    }
+}
