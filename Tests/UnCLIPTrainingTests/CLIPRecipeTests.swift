@@ -1,5 +1,6 @@
 import Foundation
 import UnCLIPModels
+import UnCLIPShapesWorld
 import UnCLIPImage
 import UnCLIPNN
 import XCTest
@@ -63,27 +64,17 @@ final class CLIPRecipeTests: XCTestCase {
         return h
     }
 
-    /// The former CLIP trainer's batch assembly (its `run` loop before the recipe became an option, every part on).
-    private func formerBatch(_ c: CLIPTrainingConfiguration, _ dataset: some CaptionedImageDataset, step: Int) throws -> UInt64 {
+    /// The checksum of the CLIP trainer's batch at `step` (the run's own batch order).
+    private func batchChecksum(_ c: CLIPTrainingConfiguration, _ dataset: some CaptionedImageDataset, step: Int) -> UInt64 {
         var sampler = BatchSampler(count: dataset.count, batchSize: c.training.batchSize, seed: c.training.seed)
-        let indices = sampler.indices(step: step)
-        var (images, captions) = loadBatch(dataset, indices: Array(indices.prefix((indices.count + 1) / 2)),
-                                           stage: "clip", progress: { _ in }) { try downsampled($0, to: c.imageSize) }
-        let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
-        images += mirrors.map(\.image)
-        captions += mirrors.map(\.caption)
-        let own = Set(captions)
-        var negatives = captions.compactMap(CaptionNegatives.hardNegative)
-        var rng = TrainingRandom.generator(seed: c.training.seed, step: step, .negatives)
-        negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
-        negatives += captions.flatMap(CaptionNegatives.bindingNegatives)
-        negatives = negatives.filter { !own.contains($0) }
+        let (images, captions, negatives) = c.batch(dataset, indices: sampler.indices(step: step), step: step, progress: { _ in })
         return checksum(captions: captions, negatives: negatives, images: images)
     }
 
-    /// Recorded on main at b450419 (the recipe still the CLIP trainer's default) by this test's first version, on the
-    /// project's x86-64 build machine: the batches (captions, negatives, pixels) are integer and string work and hold on
-    /// any machine; the losses, gradient norms and weights are the engine's floating point on that machine.
+    /// Recorded on main at b450419 (the recipe still the CLIP trainer's default) by this test's first version (commit
+    /// 3375695; the batches from a copy of the trainer's batch assembly as it then was), on the project's x86-64 build
+    /// machine: the batches (captions, negatives, pixels) are integer and string work and hold on any machine; the
+    /// losses, gradient norms and weights are the engine's floating point on that machine.
     private static let recordedBatches: [UInt64] = [0x848f57de8fb84881, 0x7ff5221df3bf7116, 0x019087459b6cef8d,
                                                      0x38eb5cfdacf316ae, 0xff1f687f24ea9557, 0xf84c913f82e5ab50]
     private static let recordedLosses: [UInt32] = [0x40a75e55, 0x40a3c9d2, 0x40a1fd84, 0x40a1e18f, 0x409bb104, 0x409e2c45]
@@ -91,15 +82,62 @@ final class CLIPRecipeTests: XCTestCase {
     private static let recordedText: UInt64 = 0x5600ab2e07b05c56
     private static let recordedVision: UInt64 = 0xb69935d54ceb4fa3
 
+    /// The configuration `unclip train clip` uses on ShapesWorld with no `--config`: the defaults, and ShapesWorld's
+    /// caption recipe because none is named.
+    private var shapesWorldDefaults: CLIPTrainingConfiguration {
+        CLIPTrainingConfiguration().defaultingCaptionRecipe(to: .shapesWorld)
+    }
+
     func testShapesWorldRecipeTrainsBitIdenticallyToTheFormerDefaults() throws {
-        var c = CLIPTrainingConfiguration()
+        var c = shapesWorldDefaults
+        XCTAssertEqual(c.captionRecipe, .shapesWorld)
         c.training.batchSize = 8
         let data = try ShapesWorldDataset(seed: 3, count: 16)
-        XCTAssertEqual(try (0..<6).map { try formerBatch(c, data, step: $0) }, Self.recordedBatches)
-        let result = try runShapesWorldRecipe(CLIPTrainingConfiguration())
+        XCTAssertEqual((0..<6).map { batchChecksum(c, data, step: $0) }, Self.recordedBatches)
+        let result = try runShapesWorldRecipe(shapesWorldDefaults)
         XCTAssertEqual(result.losses, Self.recordedLosses)
         XCTAssertEqual(result.norms, Self.recordedNorms)
         XCTAssertEqual(result.text, Self.recordedText)
         XCTAssertEqual(result.vision, Self.recordedVision)
+
+        // The figures pin the recipe: without it the same run trains differently.
+        var plain = shapesWorldDefaults
+        plain.captionRecipe = CLIPCaptionRecipe.none
+        XCTAssertNotEqual(try runShapesWorldRecipe(plain).losses, Self.recordedLosses)
+    }
+
+    func testAFolderDatasetGetsNoCaptionRewritesUnlessAsked() throws {
+        // A folder of relation captions, as `unclip train clip --data DIR` sees it: no recipe named.
+        let dir = try temporaryDirectory("folder")
+        let world = ShapesWorld(seed: 3)
+        let scenes = (0..<200).map { world.scene(at: $0) }.filter { $0.relation == .above || $0.relation == .leftOf }.prefix(4)
+        XCTAssertEqual(scenes.count, 4)
+        for (k, scene) in scenes.enumerated() {
+            try ShapesWorld.render(scene).writePNG(to: dir.appendingPathComponent("\(k).png"))
+            try Data(scene.caption.utf8).write(to: dir.appendingPathComponent("\(k).txt"))
+        }
+        let folder = try FolderDataset(directory: dir)
+        let originals = try (0..<4).map { try folder.sample($0) }
+        XCTAssertTrue(originals.contains { $0.caption.contains(" above ") })
+        var c = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("{}".utf8))
+        c.training.batchSize = 4
+        XCTAssertNil(c.captionRecipe)
+        let plain = c.batch(folder, indices: [0, 1, 2, 3], step: 0, progress: { _ in })
+        XCTAssertEqual(plain.captions, originals.map(\.caption), "no caption is mirrored")
+        XCTAssertEqual(plain.images, try originals.map { try $0.image.boxDownsampled(factor: 4) }, "no image is flipped")
+        XCTAssertEqual(plain.negatives, [])
+
+        // Asked for by the config key, the same folder gets ShapesWorld's rewrites.
+        let asked = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"caption_recipe": "shapesworld"}"#.utf8))
+        let rewritten = asked.batch(folder, indices: [0, 1, 2, 3], step: 0, progress: { _ in })
+        XCTAssertEqual(rewritten.captions.count, 4)
+        XCTAssertEqual(Array(rewritten.captions.prefix(2)), Array(originals.prefix(2).map(\.caption)))
+        for k in 0..<2 {
+            let (mirror, caption) = CaptionNegatives.mirrorPair(image: rewritten.images[k], caption: originals[k].caption)
+            XCTAssertEqual(rewritten.captions[2 + k], caption)
+            XCTAssertEqual(rewritten.images[2 + k], mirror)
+            XCTAssertNotEqual(caption, originals[k].caption, "a relation caption is mirrored")
+        }
+        XCTAssertFalse(rewritten.negatives.isEmpty)
     }
 }
