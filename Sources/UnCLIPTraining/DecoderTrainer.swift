@@ -104,35 +104,36 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     }
 
     /// diffusers' `UNet2DConditionModel` config for `decoder/config.json` (Karlo's block types at this size).
-    func decoderConfig(sampleSize: Int) -> [String: Any] {
+    func decoderConfig(sampleSize: Int) -> UNet2DConditionConfig {
         let n = blockOutChannels.count
-        return [
-            "_class_name": "UNet2DConditionModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "sample_size": sampleSize, "in_channels": 3, "out_channels": 6, "layers_per_block": layersPerBlock,
-            "block_out_channels": blockOutChannels,
-            "down_block_types": ["ResnetDownsampleBlock2D"] + Array(repeating: "SimpleCrossAttnDownBlock2D", count: n - 1),
-            "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
-            "up_block_types": Array(repeating: "SimpleCrossAttnUpBlock2D", count: n - 1) + ["ResnetUpsampleBlock2D"],
-            "cross_attention_dim": crossAttentionDim, "attention_head_dim": attentionHeadDim,
-            "class_embed_type": "identity", "resnet_time_scale_shift": "scale_shift", "act_fn": "silu",
-            "norm_num_groups": normGroups, "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0,
-            "center_input_sample": false, "mid_block_scale_factor": 1, "downsample_padding": 1,
-            "only_cross_attention": false, "dual_cross_attention": false, "use_linear_projection": false,
-            "upcast_attention": false, "resnet_skip_time_act": false, "resnet_out_scale_factor": 1.0,
-            "time_embedding_type": "positional", "conv_in_kernel": 3, "conv_out_kernel": 3,
-            "addition_embed_type": NSNull(), "encoder_hid_dim": NSNull(), "num_class_embeds": NSNull(),
-            "time_embedding_act_fn": NSNull(), "timestep_post_act": NSNull(), "time_cond_proj_dim": NSNull(),
-            "cross_attention_norm": NSNull(), "class_embeddings_concat": false, "mid_block_only_cross_attention": NSNull(),
-        ]
+        var c = UNet2DConditionConfig()
+        c.sampleSize = sampleSize
+        c.inChannels = 3
+        c.outChannels = 6
+        c.layersPerBlock = .single(layersPerBlock)
+        c.blockOutChannels = blockOutChannels
+        c.downBlockTypes = ["ResnetDownsampleBlock2D"] + Array(repeating: "SimpleCrossAttnDownBlock2D", count: n - 1)
+        c.midBlockType = "UNetMidBlock2DSimpleCrossAttn"
+        c.upBlockTypes = Array(repeating: "SimpleCrossAttnUpBlock2D", count: n - 1) + ["ResnetUpsampleBlock2D"]
+        c.crossAttentionDim = crossAttentionDim
+        c.attentionHeadDim = .single(attentionHeadDim)
+        c.classEmbedType = "identity"
+        c.resnetTimeScaleShift = .scaleShift
+        c.normNumGroups = normGroups
+        c.normEps = 1e-5
+        c.flipSinToCos = true
+        c.freqShift = 0
+        return c
     }
 
     /// `text_proj/config.json`.
-    func textProjConfig(embeddingDim: Int) -> [String: Any] {
-        [
-            "_class_name": "UnCLIPTextProjModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "clip_extra_context_tokens": extraContextTokens, "clip_embeddings_dim": embeddingDim,
-            "time_embed_dim": 4 * blockOutChannels[0], "cross_attention_dim": crossAttentionDim,
-        ]
+    func textProjConfig(embeddingDim: Int) -> UnCLIPTextProjConfig {
+        var c = UnCLIPTextProjConfig()
+        c.clipExtraContextTokens = extraContextTokens
+        c.clipEmbeddingsDim = embeddingDim
+        c.timeEmbedDim = 4 * blockOutChannels[0]
+        c.crossAttentionDim = crossAttentionDim
+        return c
     }
 
     /// The decoder scheduler: learned-range variance, as Karlo's (see the type's documentation), and the configured
@@ -155,10 +156,8 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         }
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
-        let unetJSON = decoderConfig(sampleSize: size), projJSON = textProjConfig(embeddingDim: e)
-        let model = DecoderModel(
-            text_proj: UnCLIPTextProjModel(try ComponentWriter.decode(UnCLIPTextProjConfig.self, from: projJSON)),
-            decoder: try UNet2DConditionModel(try ComponentWriter.decode(UNet2DConditionConfig.self, from: unetJSON)))
+        let model = DecoderModel(text_proj: UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
+                                 decoder: try UNet2DConditionModel(decoderConfig(sampleSize: size)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         model.resetParameters(using: &initRNG)
         if let initializeFrom {
@@ -198,7 +197,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             // Matches UnCLIPPipeline.runDecoder: the extra CLIP tokens are always attended, then the caption mask.
             let extra = context.shape[1] - text.mask[0].count
             let mask = text.mask.map { Array(repeating: 1, count: extra) + $0 }
-            let x0 = RGBImageBatch.tensor(images)  // [B, 3, S, S] in [−1, 1]
+            let x0 = try RGBImage.batch(images)  // [B, 3, S, S] in [−1, 1]
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
@@ -212,11 +211,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
                               varianceLoss: varianceLoss)
         }
         if outcome.exported {
-            try ComponentWriter.writeModel(model.decoder, config: unetJSON, to: out.appendingPathComponent("decoder"),
-                                           transformers: false, precision: precision)
-            try ComponentWriter.writeModel(model.text_proj, config: projJSON, to: out.appendingPathComponent("text_proj"),
-                                           transformers: false, precision: precision)
-            try ComponentWriter.writeScheduler(schedulerConfig, to: out.appendingPathComponent("decoder_scheduler"))
+            try ComponentWriter.writeModel(model.decoder, config: model.decoder.config, as: "decoder", in: out, precision: precision)
+            try ComponentWriter.writeModel(model.text_proj, config: model.text_proj.config, as: "text_proj", in: out, precision: precision)
+            try ComponentWriter.writeScheduler(schedulerConfig, as: "decoder_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
             progress(.message(stage: "decoder", text: "wrote decoder, text_proj and decoder_scheduler (EMA weights)"))
         }
@@ -231,25 +228,6 @@ final class DecoderModel: Module {
     init(text_proj: UnCLIPTextProjModel, decoder: UNet2DConditionModel) {
         self.text_proj = text_proj
         self.decoder = decoder
-    }
-}
-
-/// Images as one [N, 3, H, W] tensor in [−1, 1].
-enum RGBImageBatch {
-    static func tensor(_ images: [RGBImage]) -> Tensor {
-        let h = images[0].height, w = images[0].width, plane = h * w
-        let out = Tensor(uninitializedShape: [images.count, 3, h, w])
-        let dst = out.data
-        for (n, image) in images.enumerated() {
-            image.pixels.withUnsafeBufferPointer { src in
-                for c in 0..<3 {
-                    let base = dst + (n * 3 + c) * plane
-                    // Matches RGBImage.tensor: x / 127.5 − 1.
-                    for i in 0..<plane { base[i] = Float(src[3 * i + c]) / 127.5 - 1 }
-                }
-            }
-        }
-        return out
     }
 }
 
