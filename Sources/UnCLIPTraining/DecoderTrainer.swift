@@ -39,15 +39,17 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
     /// What the UNet's first three channels predict: the clean image x₀ (`sample`, the default) or the noise ε
-    /// (`epsilon`, Karlo's choice). Measured here (docs/training.md): small ε decoders trained for an hour tint whole
-    /// images — at high noise a 32 × 32 noise image's mean colour is as large as the signal, and an ε model must be
-    /// accurate to √ᾱ_t to tell them apart — while x₀ decoders learn the white background directly.
+    /// (`epsilon`, Karlo's choice). x₀ because small ε decoders trained briefly tint whole images — at high noise a
+    /// 32 × 32 noise image's mean colour is as large as the signal, and an ε model must be accurate to √ᾱ_t to tell
+    /// them apart — while x₀ decoders learn the white background directly (docs/training.md, "Prediction target and
+    /// variance").
     public var predictionType: UnCLIPSchedulerConfig.PredictionType = .sample
     /// How the variance channels v are trained. `fixed_small` (the default): v is regressed to −1, which makes the
     /// scheduler's learned_range variance the posterior variance β̃_t, i.e. fixed_small variance, while the
     /// directory keeps the 6-channel decoder diffusers' pipeline needs. `kl`: Improved DDPM's L_vb (the paper's
-    /// learned variance); with x₀ prediction its low-noise x₀ errors make the KL ask for variances far above β_t
-    /// (v ≈ 9 after 1000 steps, measured), which ruins sampling.
+    /// learned variance); with x₀ prediction its low-noise x₀ errors make the KL ask for variances far above β_t,
+    /// outside the [−1, 1] the scheduler expects of v, which ruins sampling (docs/training.md, "Prediction target
+    /// and variance").
     public var varianceLoss: VarianceLoss = .fixedSmall
     /// γ of the weight of the prediction MSE: clamp(SNR(t), 1, γ) for x₀ prediction (low-noise steps, whose x₀ is
     /// the final picture, count up to γ times more), clamp(1/SNR(t), 1, γ) for ε prediction (high-noise steps'
