@@ -528,6 +528,17 @@ final class FrozenCLIP {
         empty = (out.textEmbeds, out.lastHiddenState, e.mask[0])
     }
 
+    /// CLIP's embedding width, which `stage` (`projector`, the model that takes the text embedding and the text
+    /// hidden states through one width) needs to equal the text encoder's hidden size.
+    func embeddingDim(stage: String, projector: String) throws -> Int {
+        let e = text.config.projectionDim
+        guard text.config.hiddenSize == e else {
+            throw TrainingError.invalidConfiguration(stage: stage, option: "text_encoder hidden_size", value: "\(text.config.hiddenSize)",
+                                                     rule: "equal to projection_dim (\(e)): \(projector) projects both with one width")
+        }
+        return e
+    }
+
     /// Text embeddings [B, E], hidden states [B, L, E] and masks of `captions`; rows with `dropped[i]` get the empty
     /// caption's encoding instead (caption dropout for classifier-free guidance).
     func encode(_ captions: [String], dropped: [Bool]) -> (embeds: Tensor, hidden: Tensor, mask: [[Int]]) {

@@ -122,10 +122,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         c.classEmbedType = "identity"
         c.resnetTimeScaleShift = .scaleShift
         c.normNumGroups = normGroups
-        c.normEps = 1e-5
-        c.flipSinToCos = true
-        c.freqShift = 0
-        return c
+        return c  // norm_eps, flip_sin_to_cos and freq_shift keep diffusers' defaults
     }
 
     /// `text_proj/config.json`.
@@ -151,11 +148,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "decoder") }
         let clip = try FrozenCLIP(out: out, stage: "decoder")
-        let e = clip.text.config.projectionDim
-        guard clip.text.config.hiddenSize == e else {
-            throw TrainingError.invalidConfiguration(stage: "decoder", option: "text_encoder hidden_size", value: "\(clip.text.config.hiddenSize)",
-                                                     rule: "equal to projection_dim (\(e)): text_proj projects both with one width")
-        }
+        let e = try clip.embeddingDim(stage: "decoder", projector: "text_proj")
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
         let model = DecoderModel(text_proj: UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),

@@ -77,11 +77,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "prior") }
         let clip = try FrozenCLIP(out: out, stage: "prior")
-        let e = clip.text.config.projectionDim
-        guard clip.text.config.hiddenSize == e else {
-            throw TrainingError.invalidConfiguration(stage: "prior", option: "text_encoder hidden_size", value: "\(clip.text.config.hiddenSize)",
-                                                     rule: "equal to projection_dim (\(e)): the prior projects both with one width")
-        }
+        let e = try clip.embeddingDim(stage: "prior", projector: "the prior")
         let prior = try PriorTransformer(priorConfig(embeddingDim: e, textTokens: clip.tokenizer.modelMaxLength))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         prior.resetParameters(using: &initRNG)

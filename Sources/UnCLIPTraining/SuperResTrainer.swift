@@ -96,10 +96,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         c.attentionHeadDim = 8
         c.resnetTimeScaleShift = .additive
         c.normNumGroups = normGroups
-        c.normEps = 1e-5
-        c.flipSinToCos = true
-        c.freqShift = 0
-        return c
+        return c  // norm_eps, flip_sin_to_cos and freq_shift keep diffusers' defaults
     }
 
     /// The super-resolution scheduler: fixed_small_log variance, the configured prediction type.
