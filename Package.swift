@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPShapesWorldTests", dependencies: ["UnCLIPShapesWorld", "UnCLIPImage", "UnCLIPTensor"]),
         .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining", "UnCLIPShapesWorld"]),
-        .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation"]),
+        .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation", "UnCLIPShapesModel"]),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage", "UnCLIPTraining"]),
         .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png"]),
     ],

@@ -55,6 +55,8 @@ from transformers import (
     CLIPVisionModelWithProjection,
 )
 
+from clip_bytes import bytes_to_unicode  # Scripts/, the script's own folder
+
 try:  # transformers 5 without torchvision: the PIL backend is the reference (spec §5.3).
     from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil as CLIPImageProcessor
 except ImportError:  # transformers 4
@@ -68,19 +70,6 @@ STAGES = ("prior", "decoder", "super_res")
 # ------------------------------------------------------------------------------------------------
 # Tokenizer files (CLIP BPE format)
 # ------------------------------------------------------------------------------------------------
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte → printable-character table, in CLIP's vocabulary order (spec §4.1)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
 
 
 def load_bpe_merges(bpe_gz: Path) -> list[tuple[str, str]]:

@@ -33,6 +33,8 @@ import transformers
 from tokenizers import Regex, pre_tokenizers
 from transformers import CLIPTokenizer
 
+from clip_bytes import bytes_to_unicode  # Scripts/, the script's own folder
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Tests", "UnCLIPModelsTests", "Fixtures",
                     "tokenizer")
 SMALL_MERGES = 3000
@@ -47,19 +49,6 @@ def read_bpe(path):
         return gzip.decompress(data).decode("utf-8")
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return f.read()
-
-
-def bytes_to_unicode():
-    """OpenAI's byte → printable-character table (same as GPT-2)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
 
 
 def clip_vocab(merges):

@@ -130,7 +130,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         config.downBlockTypes = Array(repeating: "ResnetDownsampleBlock2D", count: 4)
         config.upBlockTypes = Array(repeating: "ResnetUpsampleBlock2D", count: 4)
         config.addAttention = false
-        config.resnetTimeScaleShift = "default"
+        config.resnetTimeScaleShift = .additive
         let model = try UNet2DModel(config)
         model.resetParameters(using: &rng)
         model.eval()

@@ -200,7 +200,7 @@ struct Interpolate: ParsableCommand {
     var frames = 9
 
     @Option(help: "Decoder latent: interpolated (between the inversions) or shared (one seeded x_T).")
-    var latent: String = InterpolationLatent.interpolated.rawValue
+    var latent = InterpolationLatent.interpolated
 
     @Option(help: "Seconds per frame of the animation.")
     var frameDelay = 0.25
@@ -210,9 +210,6 @@ struct Interpolate: ParsableCommand {
 
     func validate() throws {
         guard frames >= 2 else { throw ValidationError("--frames must be at least 2 (got \(frames))") }
-        guard InterpolationLatent(rawValue: latent) != nil else {
-            throw ValidationError("--latent must be one of \(InterpolationLatent.allCases.map(\.rawValue).joined(separator: ", ")) (got \(latent))")
-        }
         guard frameDelay > 0 && frameDelay.isFinite else { throw ValidationError("--frame-delay must be positive (got \(frameDelay))") }
     }
 
@@ -221,12 +218,12 @@ struct Interpolate: ParsableCommand {
         let a = try readImage(first), b = try readImage(second)
         var noise = SeededNoise(seed: ddim.seed)
         let start = Date()
-        let (output, thetas) = try pipeline.interpolate(a, b, frames: frames, latent: InterpolationLatent(rawValue: latent)!,
+        let (output, thetas) = try pipeline.interpolate(a, b, frames: frames, latent: latent,
                                                         options: ddim.options(eta: 0), noise: &noise,
                                                         progress: StageProgress(quiet: ddim.quiet).handle)
         let images = UnCLIPPipeline.images(from: output)
         let strip = RGBImage.labelledGrid(images, labels: thetas.map { "θ=\(format($0))" }, columns: images.count,
-                                          title: "slerp \(URL(fileURLWithPath: first).lastPathComponent) -> \(URL(fileURLWithPath: second).lastPathComponent), x_T \(latent)")
+                                          title: "slerp \(URL(fileURLWithPath: first).lastPathComponent) -> \(URL(fileURLWithPath: second).lastPathComponent), x_T \(latent.rawValue)")
         try strip.writePNG(to: URL(fileURLWithPath: self.output))
         let animation = URL(fileURLWithPath: self.output).deletingPathExtension().appendingPathExtension("apng")
         try RGBImage.writeAnimatedPNG(images + images.reversed().dropFirst().dropLast(), to: animation, frameDelay: frameDelay)
@@ -346,3 +343,5 @@ struct Classify: ParsableCommand {
 extension String {
     func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
+
+extension InterpolationLatent: ExpressibleByArgument {}

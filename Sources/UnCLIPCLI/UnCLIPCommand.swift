@@ -22,8 +22,9 @@ public struct UnCLIPCommand: ParsableCommand {
     ///
     /// oneDNN and the engine share libgomp's pool. With the default policy its workers spin after every parallel
     /// region; when anything else wants the two cores (another process, a build) each of the thousands of small
-    /// regions in a sampling run then waits for a descheduled spinner: a tiny pipeline took 24 s instead of 0.1 s
-    /// here. libgomp reads OMP_WAIT_POLICY once, when it loads, so the process re-executes itself with it set.
+    /// regions in a sampling run then waits for a descheduled spinner, which multiplies the run time
+    /// (docs/benchmarks-karlo.md, "Noise"). libgomp reads OMP_WAIT_POLICY once, when it loads, so the process
+    /// re-executes itself with it set.
     /// Benchmarks keep the caller's environment, so they compare with PyTorch under the same policy.
     public static func main() {
         #if os(Linux)

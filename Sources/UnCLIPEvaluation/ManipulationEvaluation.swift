@@ -204,14 +204,14 @@ public func probeRelations(pipeline: UnCLIPPipeline, scenes: Int = 200, seed: UI
         try probeAttributes(of: scene, embedding: z, pipeline: pipeline, into: &report)
         let t = try pipeline.textEmbeddings(of: [scene.caption, reversed])
         report.cases += 1
-        if cosine(z, row: 0, t, row: 0) > cosine(z, row: 0, t, row: 1) { report.preferred += 1 }
-        textCosines += cosine(t, row: 0, t, row: 1)
-        imageCosines += cosine(z, row: 0, z, row: 1)
+        if cosineSimilarity(z, row: 0, t, row: 0) > cosineSimilarity(z, row: 0, t, row: 1) { report.preferred += 1 }
+        textCosines += cosineSimilarity(t, row: 0, t, row: 1)
+        imageCosines += cosineSimilarity(z, row: 0, z, row: 1)
         if hasPrior {
             let text = try pipeline.encodePrompts([scene.caption], imagesPerPrompt: 1, classifierFreeGuidance: options.classifierFreeGuidance)
             let sample = try pipeline.runPrior(text, batch: 1, options: options, noise: &noise)
             report.priorCases += 1
-            if cosine(sample, row: 0, z, row: 0) > cosine(sample, row: 0, z, row: 1) { report.priorPreferred += 1 }
+            if cosineSimilarity(sample, row: 0, z, row: 0) > cosineSimilarity(sample, row: 0, z, row: 1) { report.priorPreferred += 1 }
         }
     }
     report.meanTextCosine = textCosines / Double(max(report.cases, 1))
@@ -233,16 +233,16 @@ private func probeAttributes(of scene: Scene, embedding z: Tensor, pipeline: UnC
     let swapped = edited { objects in (objects[0].color, objects[1].color) = (objects[1].color, objects[0].color) }
     let shapesSwapped = edited { objects in (objects[0].shape, objects[1].shape) = (objects[1].shape, objects[0].shape) }
     let t = try pipeline.textEmbeddings(of: [scene.caption, shape, color, swapped, shapesSwapped])
-    let truth = cosine(z, row: 0, t, row: 0)
+    let truth = cosineSimilarity(z, row: 0, t, row: 0)
     report.attributeCases += 1
-    if truth > cosine(z, row: 0, t, row: 1) { report.shapePreferred += 1 }
-    if truth > cosine(z, row: 0, t, row: 2) { report.colorPreferred += 1 }
+    if truth > cosineSimilarity(z, row: 0, t, row: 1) { report.shapePreferred += 1 }
+    if truth > cosineSimilarity(z, row: 0, t, row: 2) { report.colorPreferred += 1 }
     if swapped != scene.caption {
         report.swapCases += 1
-        if truth > cosine(z, row: 0, t, row: 3) { report.swapPreferred += 1 }
+        if truth > cosineSimilarity(z, row: 0, t, row: 3) { report.swapPreferred += 1 }
     }
     if shapesSwapped != scene.caption {
         report.shapeSwapCases += 1
-        if truth > cosine(z, row: 0, t, row: 4) { report.shapeSwapPreferred += 1 }
+        if truth > cosineSimilarity(z, row: 0, t, row: 4) { report.shapeSwapPreferred += 1 }
     }
 }

@@ -90,7 +90,7 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
         if hasCLIPImage {
             let imageEmbeds = try pipeline.imageEmbeddings(of: images)
             let textEmbeds = try pipeline.textEmbeddings(of: [caption])
-            for i in 0..<images.count { clipScores.append(100 * cosine(textEmbeds, row: 0, imageEmbeds, row: i)) }
+            for i in 0..<images.count { clipScores.append(100 * cosineSimilarity(textEmbeds, row: 0, imageEmbeds, row: i)) }
         }
         if gridRows.count < 6 {
             // One row per prompt: the caption above, the parser's verdict under each image.
@@ -112,13 +112,3 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     return report
 }
 
-/// Cosine similarity of row i of `a` and row j of `b` (both [N, D]).
-func cosine(_ a: Tensor, row i: Int, _ b: Tensor, row j: Int) -> Double {
-    let d = a.shape[1]
-    var dot = 0.0, na = 0.0, nb = 0.0
-    for k in 0..<d {
-        let x = Double(a.data[i * d + k]), y = Double(b.data[j * d + k])
-        dot += x * y; na += x * x; nb += y * y
-    }
-    return dot / max((na * nb).squareRoot(), 1e-12)
-}

@@ -11,18 +11,8 @@ public enum PixelRange: Sendable {
 extension RGBImage {
     /// The image as a [1, 3, H, W] Float32 tensor (NCHW).
     public func tensor(range: PixelRange = .minusOneToOne) -> Tensor {
-        let plane = width * height
         let t = Tensor(uninitializedShape: [1, 3, height, width])
-        let dst = t.data
-        pixels.withUnsafeBufferPointer { src in
-            for i in 0..<plane {
-                for c in 0..<3 {
-                    let v = Float(src[3 * i + c])
-                    // Matches torchvision/diffusers: x / 127.5 − 1 and x / 255, each a separately rounded float op.
-                    dst[c * plane + i] = range == .minusOneToOne ? v / 127.5 - 1 : v / 255
-                }
-            }
-        }
+        writePlanes(to: t.data, range: range)
         return t
     }
 
@@ -34,10 +24,23 @@ extension RGBImage {
         }
         let out = Tensor(uninitializedShape: [images.count, 3, first.height, first.width])
         let stride = 3 * first.height * first.width
-        for (i, image) in images.enumerated() {
-            out.data.advanced(by: i * stride).update(from: image.tensor(range: range).data, count: stride)
-        }
+        for (i, image) in images.enumerated() { image.writePlanes(to: out.data + i * stride, range: range) }
         return out
+    }
+
+    /// Writes the three channel planes [3, H, W] of the image to `dst`.
+    private func writePlanes(to dst: UnsafeMutablePointer<Float>, range: PixelRange) {
+        let plane = width * height
+        pixels.withUnsafeBufferPointer { src in
+            for c in 0..<3 {
+                let base = dst + c * plane
+                // Matches torchvision/diffusers: x / 127.5 − 1 and x / 255, each a separately rounded float op.
+                switch range {
+                case .minusOneToOne: for i in 0..<plane { base[i] = Float(src[3 * i + c]) / 127.5 - 1 }
+                case .zeroToOne: for i in 0..<plane { base[i] = Float(src[3 * i + c]) / 255 }
+                }
+            }
+        }
     }
 
     /// An image from a [1, 3, H, W] or [3, H, W] tensor.

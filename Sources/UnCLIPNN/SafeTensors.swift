@@ -216,7 +216,7 @@ public final class SafeTensorsFile: TensorSource {
         switch e.dtype {
         case .f32: convert(n, src, dst) { $0.loadUnaligned(fromByteOffset: $1 * 4, as: Float.self) }
         case .f16:
-            // A 256 KiB table: the Float16 → Float conversion is a library call on many CPUs, ~10× slower.
+            // A 256 KiB table: on many CPUs the Float16 → Float conversion is a library call per value, a look-up a load.
             Self.halfToFloat.withUnsafeBufferPointer { table in
                 let t = table.baseAddress!
                 convert(n, src, dst) { t[Int($0.loadUnaligned(fromByteOffset: $1 * 2, as: UInt16.self))] }

@@ -162,30 +162,37 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     ///
     /// `eos_token_id` is the real EOS id, so transformers (and `CLIPTextModelWithProjection`) pool at the first EOS;
     /// the legacy value 2 would select argmax pooling, which only works with OpenAI's vocabulary order.
-    func textConfig(tokenizer: CLIPTokenizer) -> [String: Any] {
-        [
-            "architectures": ["CLIPTextModelWithProjection"], "model_type": "clip_text_model",
-            "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "initializer_factor": 1.0,
-            "initializer_range": 0.02, "layer_norm_eps": 1e-5, "torch_dtype": precision == .fp16 ? "float16" : "float32",
-            "transformers_version": ComponentWriter.transformersVersion,
-            "vocab_size": max(tokenizer.vocabulary.values.max() ?? 0, tokenizer.eosTokenID, tokenizer.bosTokenID) + 1,
-            "hidden_size": embeddingDim, "intermediate_size": textIntermediateSize, "num_hidden_layers": textLayers,
-            "num_attention_heads": textHeads, "max_position_embeddings": tokenizer.modelMaxLength, "projection_dim": embeddingDim,
-            "bos_token_id": tokenizer.bosTokenID, "eos_token_id": tokenizer.eosTokenID, "pad_token_id": tokenizer.padTokenID,
-        ]
+    func textConfig(tokenizer: CLIPTokenizer) -> CLIPTextConfig {
+        var c = CLIPTextConfig()
+        c.vocabSize = max(tokenizer.vocabulary.values.max() ?? 0, tokenizer.eosTokenID, tokenizer.bosTokenID) + 1
+        c.hiddenSize = embeddingDim
+        c.intermediateSize = textIntermediateSize
+        c.numHiddenLayers = textLayers
+        c.numAttentionHeads = textHeads
+        c.maxPositionEmbeddings = tokenizer.modelMaxLength
+        c.projectionDim = embeddingDim
+        c.hiddenAct = "quick_gelu"
+        c.layerNormEps = 1e-5
+        c.bosTokenId = tokenizer.bosTokenID
+        c.eosTokenId = tokenizer.eosTokenID
+        c.padTokenId = tokenizer.padTokenID
+        return c
     }
 
     /// transformers' `CLIPVisionConfig` for `image_encoder/config.json`.
-    func visionConfig() -> [String: Any] {
-        [
-            "architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model",
-            "attention_dropout": 0.0, "dropout": 0.0, "hidden_act": "quick_gelu", "initializer_factor": 1.0,
-            "initializer_range": 0.02, "layer_norm_eps": 1e-5, "torch_dtype": precision == .fp16 ? "float16" : "float32",
-            "transformers_version": ComponentWriter.transformersVersion,
-            "hidden_size": visionWidth, "intermediate_size": visionIntermediateSize, "num_hidden_layers": visionLayers,
-            "num_attention_heads": visionHeads, "num_channels": 3, "image_size": imageSize, "patch_size": patchSize,
-            "projection_dim": embeddingDim,
-        ]
+    func visionConfig() -> CLIPVisionConfig {
+        var c = CLIPVisionConfig()
+        c.hiddenSize = visionWidth
+        c.intermediateSize = visionIntermediateSize
+        c.numHiddenLayers = visionLayers
+        c.numAttentionHeads = visionHeads
+        c.numChannels = 3
+        c.imageSize = imageSize
+        c.patchSize = patchSize
+        c.projectionDim = embeddingDim
+        c.hiddenAct = "quick_gelu"
+        c.layerNormEps = 1e-5
+        return c
     }
 
     /// Trains CLIP on the dataset and writes `text_encoder/`, `image_encoder/` and `feature_extractor/` into `out`
@@ -196,10 +203,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "clip") }
         let tokenizer = try loadTrainedTokenizer(out, stage: "clip")
-        let textJSON = textConfig(tokenizer: tokenizer), visionJSON = visionConfig()
-        let model = CLIPContrastiveModel(
-            text: try CLIPTextModelWithProjection(ComponentWriter.decode(CLIPTextConfig.self, from: textJSON)),
-            vision: try CLIPVisionModelWithProjection(ComponentWriter.decode(CLIPVisionConfig.self, from: visionJSON)))
+        let model = CLIPContrastiveModel(text: try CLIPTextModelWithProjection(textConfig(tokenizer: tokenizer)),
+                                         vision: try CLIPVisionModelWithProjection(visionConfig()))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         model.initialize(using: &initRNG, visionEmbeddings: initialization, logitScale: logitScaleInitValue)
         if let initializeFrom {
@@ -231,10 +236,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
                                          captions: captions, views: views, viewWeight: imageViewWeight)
         }
         if outcome.exported {
-            try ComponentWriter.writeModel(model.text, config: textJSON, to: out.appendingPathComponent("text_encoder"),
-                                           transformers: true, precision: precision)
-            try ComponentWriter.writeModel(model.vision, config: visionJSON, to: out.appendingPathComponent("image_encoder"),
-                                           transformers: true, precision: precision)
+            try ComponentWriter.writeModel(model.text, config: model.text.config, as: "text_encoder", in: out, precision: precision)
+            try ComponentWriter.writeModel(model.vision, config: model.vision.config, as: "image_encoder", in: out, precision: precision)
             try ComponentWriter.writeFeatureExtractor(size: imageSize, mean: Self.imageMean, std: Self.imageStd,
                                                       to: out.appendingPathComponent("feature_extractor"))
             try ComponentWriter.writeModelIndex(in: out)
@@ -468,6 +471,17 @@ final class FrozenCLIP {
         let e = tokenizer([""], padToLength: tokenizer.modelMaxLength)
         let out = withNoGrad { text(e.ids) }
         empty = (out.textEmbeds, out.lastHiddenState, e.mask[0])
+    }
+
+    /// CLIP's embedding width, which `stage` (`projector`, the model that takes the text embedding and the text
+    /// hidden states through one width) needs to equal the text encoder's hidden size.
+    func embeddingDim(stage: String, projector: String) throws -> Int {
+        let e = text.config.projectionDim
+        guard text.config.hiddenSize == e else {
+            throw TrainingError.invalidConfiguration(stage: stage, option: "text_encoder hidden_size", value: "\(text.config.hiddenSize)",
+                                                     rule: "equal to projection_dim (\(e)): \(projector) projects both with one width")
+        }
+        return e
     }
 
     /// Text embeddings [B, E], hidden states [B, L, E] and masks of `captions`; rows with `dropped[i]` get the empty

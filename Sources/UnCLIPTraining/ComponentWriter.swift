@@ -7,6 +7,8 @@ public enum WeightPrecision: String, Codable, Sendable {
     case fp32, fp16
 
     var dtype: SafeTensors.WriteDType { self == .fp16 ? .f16 : .f32 }
+    /// transformers' name for it (`torch_dtype` in a transformers config).
+    var torchDtype: String { self == .fp16 ? "float16" : "float32" }
 }
 
 /// Writes diffusers-layout component folders: `config.json` with the upstream keys, weights as
@@ -64,35 +66,50 @@ public enum ComponentWriter {
         }
     }
 
-    /// Decodes a model configuration from the JSON object that will be exported, so the trained model is built from
-    /// exactly what `config.json` says.
-    static func decode<T: Decodable>(_ type: T.Type, from object: [String: Any]) throws -> T {
-        let data = try JSONSerialization.data(withJSONObject: object)
-        return try JSONDecoder().decode(T.self, from: data)
+    /// The config's own keys plus what its library's loader looks for: diffusers' `_class_name` and
+    /// `_diffusers_version`, or transformers' `architectures`, `torch_dtype` and `transformers_version`.
+    static func configObject(_ config: some Encodable, component: String, precision: WeightPrecision) throws -> [String: Any] {
+        let entry = componentClass(component)
+        var object = try JSONObjectEncoder.object(config)
+        if entry.library == "transformers" {
+            object["architectures"] = [entry.className]
+            object["torch_dtype"] = precision.torchDtype
+            object["transformers_version"] = transformersVersion
+        } else {
+            object["_class_name"] = entry.className
+            object["_diffusers_version"] = diffusersVersion
+        }
+        return object
+    }
+
+    /// The (library, class) `componentClasses` lists for a component name the trainers write.
+    static func componentClass(_ component: String) -> (library: String, className: String) {
+        guard let entry = componentClasses.first(where: { $0.name == component }) else {
+            preconditionFailure("\(component) is not a pipeline component")
+        }
+        return (entry.library, entry.className)
     }
 
     // MARK: Models
 
-    /// Writes `folder/config.json` and the module's weights (`weightsName`, default by library).
-    public static func writeModel(_ module: Module, config: [String: Any], to folder: URL, transformers: Bool,
+    /// Writes `out/component/config.json` and the module's weights: `model.safetensors` for a transformers component,
+    /// `diffusion_pytorch_model.safetensors` otherwise.
+    public static func writeModel(_ module: Module, config: some Encodable, as component: String, in out: URL,
                                   precision: WeightPrecision = .fp32) throws {
-        try writeJSON(config, to: folder.appendingPathComponent("config.json"))
-        let name = transformers ? "model.safetensors" : "diffusion_pytorch_model.safetensors"
-        let url = folder.appendingPathComponent(name)
+        let folder = out.appendingPathComponent(component)
+        try writeJSON(try configObject(config, component: component, precision: precision), to: folder.appendingPathComponent("config.json"))
+        let transformers = componentClass(component).library == "transformers"
+        let url = folder.appendingPathComponent(transformers ? "model.safetensors" : "diffusion_pytorch_model.safetensors")
         let metadata = transformers ? ["format": "pt"] : [:]
         do { try SafeTensors.write(module.stateDict(), to: url, dtype: precision.dtype, metadata: metadata) } catch {
             throw TrainingError.io(path: url.path, reason: "cannot write weights (\(error))")
         }
     }
 
-    /// Writes `folder/scheduler_config.json` for diffusers' `UnCLIPScheduler`.
-    public static func writeScheduler(_ config: UnCLIPSchedulerConfig, to folder: URL) throws {
-        try writeJSON([
-            "_class_name": "UnCLIPScheduler", "_diffusers_version": diffusersVersion,
-            "num_train_timesteps": config.numTrainTimesteps, "variance_type": config.varianceType.rawValue,
-            "clip_sample": config.clipSample, "clip_sample_range": config.clipSampleRange,
-            "prediction_type": config.predictionType.rawValue, "beta_schedule": config.betaSchedule.rawValue,
-        ] as [String: Any], to: folder.appendingPathComponent("scheduler_config.json"))
+    /// Writes `out/component/scheduler_config.json` for diffusers' `UnCLIPScheduler`.
+    public static func writeScheduler(_ config: UnCLIPSchedulerConfig, as component: String, in out: URL) throws {
+        try writeJSON(try configObject(config, component: component, precision: .fp32),
+                      to: out.appendingPathComponent(component).appendingPathComponent("scheduler_config.json"))
     }
 
     /// Writes `feature_extractor/preprocessor_config.json` for images of `size` × `size`.

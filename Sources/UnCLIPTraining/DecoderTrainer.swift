@@ -39,15 +39,17 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     /// Probability of replacing the caption by the empty caption.
     public var captionDropout: Float = 0.5
     /// What the UNet's first three channels predict: the clean image x₀ (`sample`, the default) or the noise ε
-    /// (`epsilon`, Karlo's choice). Measured here (docs/training.md): small ε decoders trained for an hour tint whole
-    /// images — at high noise a 32 × 32 noise image's mean colour is as large as the signal, and an ε model must be
-    /// accurate to √ᾱ_t to tell them apart — while x₀ decoders learn the white background directly.
+    /// (`epsilon`, Karlo's choice). x₀ because small ε decoders trained briefly tint whole images — at high noise a
+    /// 32 × 32 noise image's mean colour is as large as the signal, and an ε model must be accurate to √ᾱ_t to tell
+    /// them apart — while x₀ decoders learn the white background directly (docs/training.md, "Prediction target and
+    /// variance").
     public var predictionType: UnCLIPSchedulerConfig.PredictionType = .sample
     /// How the variance channels v are trained. `fixed_small` (the default): v is regressed to −1, which makes the
     /// scheduler's learned_range variance the posterior variance β̃_t, i.e. fixed_small variance, while the
     /// directory keeps the 6-channel decoder diffusers' pipeline needs. `kl`: Improved DDPM's L_vb (the paper's
-    /// learned variance); with x₀ prediction its low-noise x₀ errors make the KL ask for variances far above β_t
-    /// (v ≈ 9 after 1000 steps, measured), which ruins sampling.
+    /// learned variance); with x₀ prediction its low-noise x₀ errors make the KL ask for variances far above β_t,
+    /// outside the [−1, 1] the scheduler expects of v, which ruins sampling (docs/training.md, "Prediction target
+    /// and variance").
     public var varianceLoss: VarianceLoss = .fixedSmall
     /// γ of the weight of the prediction MSE: clamp(SNR(t), 1, γ) for x₀ prediction (low-noise steps, whose x₀ is
     /// the final picture, count up to γ times more), clamp(1/SNR(t), 1, γ) for ε prediction (high-noise steps'
@@ -104,35 +106,33 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     }
 
     /// diffusers' `UNet2DConditionModel` config for `decoder/config.json` (Karlo's block types at this size).
-    func decoderConfig(sampleSize: Int) -> [String: Any] {
+    func decoderConfig(sampleSize: Int) -> UNet2DConditionConfig {
         let n = blockOutChannels.count
-        return [
-            "_class_name": "UNet2DConditionModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "sample_size": sampleSize, "in_channels": 3, "out_channels": 6, "layers_per_block": layersPerBlock,
-            "block_out_channels": blockOutChannels,
-            "down_block_types": ["ResnetDownsampleBlock2D"] + Array(repeating: "SimpleCrossAttnDownBlock2D", count: n - 1),
-            "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
-            "up_block_types": Array(repeating: "SimpleCrossAttnUpBlock2D", count: n - 1) + ["ResnetUpsampleBlock2D"],
-            "cross_attention_dim": crossAttentionDim, "attention_head_dim": attentionHeadDim,
-            "class_embed_type": "identity", "resnet_time_scale_shift": "scale_shift", "act_fn": "silu",
-            "norm_num_groups": normGroups, "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0,
-            "center_input_sample": false, "mid_block_scale_factor": 1, "downsample_padding": 1,
-            "only_cross_attention": false, "dual_cross_attention": false, "use_linear_projection": false,
-            "upcast_attention": false, "resnet_skip_time_act": false, "resnet_out_scale_factor": 1.0,
-            "time_embedding_type": "positional", "conv_in_kernel": 3, "conv_out_kernel": 3,
-            "addition_embed_type": NSNull(), "encoder_hid_dim": NSNull(), "num_class_embeds": NSNull(),
-            "time_embedding_act_fn": NSNull(), "timestep_post_act": NSNull(), "time_cond_proj_dim": NSNull(),
-            "cross_attention_norm": NSNull(), "class_embeddings_concat": false, "mid_block_only_cross_attention": NSNull(),
-        ]
+        var c = UNet2DConditionConfig()
+        c.sampleSize = sampleSize
+        c.inChannels = 3
+        c.outChannels = 6
+        c.layersPerBlock = .single(layersPerBlock)
+        c.blockOutChannels = blockOutChannels
+        c.downBlockTypes = ["ResnetDownsampleBlock2D"] + Array(repeating: "SimpleCrossAttnDownBlock2D", count: n - 1)
+        c.midBlockType = "UNetMidBlock2DSimpleCrossAttn"
+        c.upBlockTypes = Array(repeating: "SimpleCrossAttnUpBlock2D", count: n - 1) + ["ResnetUpsampleBlock2D"]
+        c.crossAttentionDim = crossAttentionDim
+        c.attentionHeadDim = .single(attentionHeadDim)
+        c.classEmbedType = "identity"
+        c.resnetTimeScaleShift = .scaleShift
+        c.normNumGroups = normGroups
+        return c  // norm_eps, flip_sin_to_cos and freq_shift keep diffusers' defaults
     }
 
     /// `text_proj/config.json`.
-    func textProjConfig(embeddingDim: Int) -> [String: Any] {
-        [
-            "_class_name": "UnCLIPTextProjModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "clip_extra_context_tokens": extraContextTokens, "clip_embeddings_dim": embeddingDim,
-            "time_embed_dim": 4 * blockOutChannels[0], "cross_attention_dim": crossAttentionDim,
-        ]
+    func textProjConfig(embeddingDim: Int) -> UnCLIPTextProjConfig {
+        var c = UnCLIPTextProjConfig()
+        c.clipExtraContextTokens = extraContextTokens
+        c.clipEmbeddingsDim = embeddingDim
+        c.timeEmbedDim = 4 * blockOutChannels[0]
+        c.crossAttentionDim = crossAttentionDim
+        return c
     }
 
     /// The decoder scheduler: learned-range variance, as Karlo's (see the type's documentation), and the configured
@@ -148,17 +148,11 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "decoder") }
         let clip = try FrozenCLIP(out: out, stage: "decoder")
-        let e = clip.text.config.projectionDim
-        guard clip.text.config.hiddenSize == e else {
-            throw TrainingError.invalidConfiguration(stage: "decoder", option: "text_encoder hidden_size", value: "\(clip.text.config.hiddenSize)",
-                                                     rule: "equal to projection_dim (\(e)): text_proj projects both with one width")
-        }
+        let e = try clip.embeddingDim(stage: "decoder", projector: "text_proj")
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
-        let unetJSON = decoderConfig(sampleSize: size), projJSON = textProjConfig(embeddingDim: e)
-        let model = DecoderModel(
-            text_proj: UnCLIPTextProjModel(try ComponentWriter.decode(UnCLIPTextProjConfig.self, from: projJSON)),
-            decoder: try UNet2DConditionModel(try ComponentWriter.decode(UNet2DConditionConfig.self, from: unetJSON)))
+        let model = DecoderModel(text_proj: UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
+                                 decoder: try UNet2DConditionModel(decoderConfig(sampleSize: size)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         model.resetParameters(using: &initRNG)
         if let initializeFrom {
@@ -195,7 +189,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             }
             let conditioning = DecoderConditioning(textProj: model.text_proj, imageEmbeddings: embeddings, promptEmbeds: text.embeds,
                                                    hiddenStates: text.hidden, textMask: text.mask, guided: false)
-            let x0 = RGBImageBatch.tensor(images)  // [B, 3, S, S] in [−1, 1]
+            let x0 = try RGBImage.batch(images)  // [B, 3, S, S] in [−1, 1]
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
             var timeRNG = TrainingRandom.generator(seed: seed, step: step, .timesteps)
@@ -209,11 +203,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
                               varianceLoss: varianceLoss)
         }
         if outcome.exported {
-            try ComponentWriter.writeModel(model.decoder, config: unetJSON, to: out.appendingPathComponent("decoder"),
-                                           transformers: false, precision: precision)
-            try ComponentWriter.writeModel(model.text_proj, config: projJSON, to: out.appendingPathComponent("text_proj"),
-                                           transformers: false, precision: precision)
-            try ComponentWriter.writeScheduler(schedulerConfig, to: out.appendingPathComponent("decoder_scheduler"))
+            try ComponentWriter.writeModel(model.decoder, config: model.decoder.config, as: "decoder", in: out, precision: precision)
+            try ComponentWriter.writeModel(model.text_proj, config: model.text_proj.config, as: "text_proj", in: out, precision: precision)
+            try ComponentWriter.writeScheduler(schedulerConfig, as: "decoder_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
             progress(.message(stage: "decoder", text: "wrote decoder, text_proj and decoder_scheduler (EMA weights)"))
         }
@@ -228,25 +220,6 @@ final class DecoderModel: Module {
     init(text_proj: UnCLIPTextProjModel, decoder: UNet2DConditionModel) {
         self.text_proj = text_proj
         self.decoder = decoder
-    }
-}
-
-/// Images as one [N, 3, H, W] tensor in [−1, 1].
-enum RGBImageBatch {
-    static func tensor(_ images: [RGBImage]) -> Tensor {
-        let h = images[0].height, w = images[0].width, plane = h * w
-        let out = Tensor(uninitializedShape: [images.count, 3, h, w])
-        let dst = out.data
-        for (n, image) in images.enumerated() {
-            image.pixels.withUnsafeBufferPointer { src in
-                for c in 0..<3 {
-                    let base = dst + (n * 3 + c) * plane
-                    // Matches RGBImage.tensor: x / 127.5 − 1.
-                    for i in 0..<plane { base[i] = Float(src[3 * i + c]) / 127.5 - 1 }
-                }
-            }
-        }
-        return out
     }
 }
 

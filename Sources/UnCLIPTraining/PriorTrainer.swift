@@ -53,15 +53,16 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     }
 
     /// diffusers' `PriorTransformer` config for `prior/config.json`.
-    func priorConfig(embeddingDim: Int, textTokens: Int) -> [String: Any] {
-        [
-            "_class_name": "PriorTransformer", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "num_attention_heads": heads, "attention_head_dim": headDim, "num_layers": layers,
-            "embedding_dim": embeddingDim, "num_embeddings": textTokens, "additional_embeddings": 4, "dropout": 0.0,
-            "time_embed_act_fn": "silu", "norm_in_type": NSNull(), "embedding_proj_norm_type": NSNull(),
-            "encoder_hid_proj_type": "linear", "added_emb_type": "prd", "time_embed_dim": NSNull(),
-            "embedding_proj_dim": NSNull(), "clip_embed_dim": NSNull(),
-        ]
+    func priorConfig(embeddingDim: Int, textTokens: Int) -> PriorTransformerConfig {
+        var c = PriorTransformerConfig()
+        c.numAttentionHeads = heads
+        c.attentionHeadDim = headDim
+        c.numLayers = layers
+        c.embeddingDim = embeddingDim
+        c.numEmbeddings = textTokens
+        c.additionalEmbeddings = 4
+        c.dropout = 0
+        return c
     }
 
     /// The prior scheduler: x₀ ("sample") prediction, fixed_small_log variance, x₀ clamped to ±`clipSampleRange`.
@@ -76,13 +77,8 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "prior") }
         let clip = try FrozenCLIP(out: out, stage: "prior")
-        let e = clip.text.config.projectionDim
-        guard clip.text.config.hiddenSize == e else {
-            throw TrainingError.invalidConfiguration(stage: "prior", option: "text_encoder hidden_size", value: "\(clip.text.config.hiddenSize)",
-                                                     rule: "equal to projection_dim (\(e)): the prior projects both with one width")
-        }
-        let json = priorConfig(embeddingDim: e, textTokens: clip.tokenizer.modelMaxLength)
-        let prior = try PriorTransformer(ComponentWriter.decode(PriorTransformerConfig.self, from: json))
+        let e = try clip.embeddingDim(stage: "prior", projector: "the prior")
+        let prior = try PriorTransformer(priorConfig(embeddingDim: e, textTokens: clip.tokenizer.modelMaxLength))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         prior.resetParameters(using: &initRNG)
         prior.requiresGrad(true)
@@ -123,8 +119,8 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
             }
         }
         if outcome.exported {
-            try ComponentWriter.writeModel(prior, config: json, to: out.appendingPathComponent("prior"), transformers: false, precision: precision)
-            try ComponentWriter.writeScheduler(schedulerConfig, to: out.appendingPathComponent("prior_scheduler"))
+            try ComponentWriter.writeModel(prior, config: prior.config, as: "prior", in: out, precision: precision)
+            try ComponentWriter.writeScheduler(schedulerConfig, as: "prior_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
             progress(.message(stage: "prior", text: "wrote prior and prior_scheduler (EMA weights)"))
         }

@@ -82,20 +82,22 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     }
 
     /// diffusers' `UNet2DModel` config (Karlo's super-resolution layout at this size).
-    func unetConfig() -> [String: Any] {
+    func unetConfig() -> UNet2DConfig {
         let n = blockOutChannels.count
-        return [
-            "_class_name": "UNet2DModel", "_diffusers_version": ComponentWriter.diffusersVersion,
-            "sample_size": highResolution, "in_channels": 6, "out_channels": 3, "layers_per_block": layersPerBlock,
-            "block_out_channels": blockOutChannels,
-            "down_block_types": Array(repeating: "ResnetDownsampleBlock2D", count: n),
-            "up_block_types": Array(repeating: "ResnetUpsampleBlock2D", count: n),
-            "mid_block_type": "UNetMidBlock2D", "add_attention": false, "attention_head_dim": 8,
-            "resnet_time_scale_shift": "default", "norm_num_groups": normGroups, "norm_eps": 1e-5,
-            "flip_sin_to_cos": true, "freq_shift": 0, "act_fn": "silu", "center_input_sample": false,
-            "time_embedding_type": "positional", "class_embed_type": NSNull(), "num_class_embeds": NSNull(),
-            "mid_block_scale_factor": 1, "downsample_padding": 1,
-        ]
+        var c = UNet2DConfig()
+        c.sampleSize = highResolution
+        c.inChannels = 6
+        c.outChannels = 3
+        c.layersPerBlock = layersPerBlock
+        c.blockOutChannels = blockOutChannels
+        c.downBlockTypes = Array(repeating: "ResnetDownsampleBlock2D", count: n)
+        c.upBlockTypes = Array(repeating: "ResnetUpsampleBlock2D", count: n)
+        c.midBlockType = "UNetMidBlock2D"
+        c.addAttention = false
+        c.attentionHeadDim = 8
+        c.resnetTimeScaleShift = .additive
+        c.normNumGroups = normGroups
+        return c  // norm_eps, flip_sin_to_cos and freq_shift keep diffusers' defaults
     }
 
     /// The super-resolution scheduler: fixed_small_log variance, the configured prediction type.
@@ -109,8 +111,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
         guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "superres") }
-        let json = unetConfig()
-        let unet = try UNet2DModel(try ComponentWriter.decode(UNet2DConfig.self, from: json))
+        let unet = try UNet2DModel(unetConfig())
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         unet.resetParameters(using: &initRNG)
         unet.requiresGrad(true)
@@ -130,14 +131,14 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
             guard !highs.isEmpty else { return nil }
             let b = highs.count
             var augmentRNG = TrainingRandom.generator(seed: seed, step: step, .augmentation)
-            let low = degraded(RGBImageBatch.tensor(lows), using: &augmentRNG)
+            let low = degraded(try RGBImage.batch(lows), using: &augmentRNG)
             // Matches UnCLIPPipeline.runSuperResolution: antialiased bicubic, align_corners = False.
             let upsampled = low.resizedBicubicAntialiased(height: high, width: high)
             var cropRNG = TrainingRandom.generator(seed: seed, step: step, .crop)
             let origins = (0..<b).map { _ in
                 (TrainingRandom.int(high - crop + 1, using: &cropRNG), TrainingRandom.int(high - crop + 1, using: &cropRNG))
             }
-            let x0 = cropped(RGBImageBatch.tensor(highs), origins: origins, size: crop)
+            let x0 = cropped(try RGBImage.batch(highs), origins: origins, size: crop)
             let condition = cropped(upsampled, origins: origins, size: crop)
             var noiseRNG = TrainingRandom.generator(seed: seed, step: step, .noise)
             let noise = Tensor.randn(x0.shape, using: &noiseRNG)
@@ -149,9 +150,9 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
         }
         if outcome.exported {
             for name in ["super_res_first", "super_res_last"] {
-                try ComponentWriter.writeModel(unet, config: json, to: out.appendingPathComponent(name), transformers: false, precision: precision)
+                try ComponentWriter.writeModel(unet, config: unet.config, as: name, in: out, precision: precision)
             }
-            try ComponentWriter.writeScheduler(schedulerConfig, to: out.appendingPathComponent("super_res_scheduler"))
+            try ComponentWriter.writeScheduler(schedulerConfig, as: "super_res_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
             progress(.message(stage: "superres", text: "wrote super_res_first, super_res_last (same weights) and super_res_scheduler (EMA weights)"))
         }

@@ -12,9 +12,10 @@ public struct TrainAllConfiguration: Codable, Sendable {
     public var decoder = DecoderTrainingConfiguration()
     public var superRes = SuperResTrainingConfiguration()
     /// The sampling settings written to the pipeline's `unclip_defaults.json`, which `unclip generate` and
-    /// `unclip evaluate` use unless told otherwise. Prior guidance 2 and decoder guidance 3 are what measured best for
-    /// ShapesWorld models made by these trainers (diffusers' 4 and 8 tuned for Karlo oversaturate and, at prior
-    /// guidance 4, bind two-object captions worse: docs/evaluation.md). `{}` writes no file (diffusers' defaults).
+    /// `unclip evaluate` use unless told otherwise. Prior guidance 2 and decoder guidance 3, because diffusers' 4 and 8
+    /// were tuned for Karlo and, on the small ShapesWorld models these trainers make, oversaturate and bind
+    /// two-object captions worse (the comparison is in docs/evaluation.md, "Prior guidance"). `{}` writes no file
+    /// (diffusers' defaults).
     public var sampling = SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3)
 
     public init() {}

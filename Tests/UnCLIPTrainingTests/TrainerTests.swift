@@ -213,6 +213,32 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .learnedRange)
     }
 
+    /// A trainer builds its model from a config value and writes that value: what config.json says must decode back to it.
+    func testWrittenConfigsDecodeToTheConfigsTheModelsAreBuiltFrom() throws {
+        func assertRoundTrip<C: Codable>(_ config: C, as component: String, file: StaticString = #filePath, line: UInt = #line) throws {
+            let written = try ComponentWriter.configObject(config, component: component, precision: .fp16)
+            let read = try JSONDecoder().decode(C.self, from: JSONSerialization.data(withJSONObject: written))
+            let again = try ComponentWriter.configObject(read, component: component, precision: .fp16)
+            XCTAssertEqual(NSDictionary(dictionary: again), NSDictionary(dictionary: written), component, file: file, line: line)
+        }
+        let c = TrainAllConfiguration.smokeTest
+        try assertRoundTrip(c.clip.visionConfig(), as: "image_encoder")
+        try assertRoundTrip(c.prior.priorConfig(embeddingDim: 32, textTokens: 24), as: "prior")
+        try assertRoundTrip(c.decoder.decoderConfig(sampleSize: 32), as: "decoder")
+        try assertRoundTrip(c.decoder.textProjConfig(embeddingDim: 32), as: "text_proj")
+        try assertRoundTrip(c.superRes.unetConfig(), as: "super_res_first")
+        try assertRoundTrip(c.decoder.schedulerConfig, as: "decoder_scheduler")
+        var text = CLIPTextConfig()
+        (text.bosTokenId, text.eosTokenId, text.padTokenId) = (5, 6, 6)
+        try assertRoundTrip(text, as: "text_encoder")
+        // An unknown time conditioning is refused when the file is read, naming the option and the choices.
+        var object = try ComponentWriter.configObject(c.superRes.unetConfig(), component: "super_res_first", precision: .fp32)
+        object["resnet_time_scale_shift"] = "film"
+        XCTAssertThrowsError(try JSONDecoder().decode(UNet2DConfig.self, from: JSONSerialization.data(withJSONObject: object))) {
+            XCTAssertTrue("\($0)".contains("resnet_time_scale_shift") && "\($0)".contains("scale_shift"), "\($0)")
+        }
+    }
+
     func testHybridLossVanishesForAPerfectModelAndTrainsTheVariance() throws {
         // With ε̂ = ε the model mean equals the true posterior mean, and v = −1 selects ln β̃_t: the KL is zero.
         let scheduler = try UnCLIPScheduler(config: DecoderTrainingConfiguration().schedulerConfig)

@@ -14,12 +14,16 @@ public struct CLIPTextConfig: Codable, Sendable {
     public var hiddenAct = "quick_gelu"
     public var layerNormEps: Float = 1e-5
     public var eosTokenId = 2
+    /// The tokenizer's ids, recorded for transformers (the model itself reads only `eos_token_id`).
+    public var bosTokenId: Int? = nil
+    public var padTokenId: Int? = nil
 
     enum CodingKeys: String, CodingKey {
         case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
         case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
         case maxPositionEmbeddings = "max_position_embeddings", projectionDim = "projection_dim"
         case hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps", eosTokenId = "eos_token_id"
+        case bosTokenId = "bos_token_id", padTokenId = "pad_token_id"
     }
 
     public init() {}
@@ -37,6 +41,25 @@ public struct CLIPTextConfig: Codable, Sendable {
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
         eosTokenId = try c.decodeIfPresent(Int.self, forKey: .eosTokenId) ?? d.eosTokenId
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(projectionDim, forKey: .projectionDim)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(layerNormEps, forKey: .layerNormEps)
+        try c.encode(eosTokenId, forKey: .eosTokenId)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
+        try encodeUnreadCLIPKeys(modelType: "clip_text_model", to: encoder)
     }
 }
 
@@ -76,4 +99,35 @@ public struct CLIPVisionConfig: Codable, Sendable {
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
         layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
     }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numChannels, forKey: .numChannels)
+        try c.encode(imageSize, forKey: .imageSize)
+        try c.encode(patchSize, forKey: .patchSize)
+        try c.encode(projectionDim, forKey: .projectionDim)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(layerNormEps, forKey: .layerNormEps)
+        try encodeUnreadCLIPKeys(modelType: "clip_vision_model", to: encoder)
+    }
+}
+
+/// Keys of transformers' CLIP configs that this port does not read, written so transformers loads the file as the
+/// model it is: its `model_type`, no dropout (the port has none) and transformers' initialisation defaults.
+private enum UnreadCLIPKeys: String, CodingKey {
+    case modelType = "model_type", attentionDropout = "attention_dropout", dropout
+    case initializerFactor = "initializer_factor", initializerRange = "initializer_range"
+}
+
+private func encodeUnreadCLIPKeys(modelType: String, to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: UnreadCLIPKeys.self)
+    try c.encode(modelType, forKey: .modelType)
+    try c.encode(0.0, forKey: .attentionDropout)
+    try c.encode(0.0, forKey: .dropout)
+    try c.encode(1.0, forKey: .initializerFactor)
+    try c.encode(0.02, forKey: .initializerRange)
 }

@@ -15,12 +15,11 @@ final class CLIPAttention: Module {
 
     /// x [B, L, D] → [B, L, D]; `bias` is additive over [B or 1, 1, L, L] (the causal mask of the text tower).
     func callAsFunction(_ x: Tensor, bias: Tensor?) -> Tensor {
-        let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
-        let dh = d / heads
-        func split(_ t: Tensor) -> Tensor { t.reshaped([b, l, heads, dh]).permuted([0, 2, 1, 3]) }  // [B, H, L, dh]
+        let dh = x.shape[2] / heads
+        func split(_ t: Tensor) -> Tensor { splitHeads(t, heads: heads) }  // [B, H, L, dh]
         let o = scaledDotProductAttention(query: split(q_proj(x)), key: split(k_proj(x)), value: split(v_proj(x)),
                                           bias: bias, scale: 1 / Float(dh).squareRoot())
-        return out_proj(o.permuted([0, 2, 1, 3]).reshaped([b, l, d]))  // heads concatenated head-major
+        return out_proj(mergeHeads(o))  // [B, L, D], heads concatenated head-major
     }
 }
 

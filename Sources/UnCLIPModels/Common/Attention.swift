@@ -1,17 +1,5 @@
 import UnCLIPNN
 
-/// Splits [B, L, H·dh] into heads [B, H, L, dh] (head i owns channels [i·dh, (i+1)·dh)).
-@inline(__always) func splitHeads(_ x: Tensor, heads: Int) -> Tensor {
-    let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
-    return x.reshaped([b, l, heads, d / heads]).permuted([0, 2, 1, 3])
-}
-
-/// Concatenates heads [B, H, L, dh] back to [B, L, H·dh].
-@inline(__always) func mergeHeads(_ x: Tensor) -> Tensor {
-    let (b, h, l, dh) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    return x.permuted([0, 2, 1, 3]).reshaped([b, l, h * dh])
-}
-
 /// Whether a computation on `tensors` must be recorded for autodiff (then only differentiable ops may run).
 @inline(__always) private func recording(_ tensors: Tensor?...) -> Bool {
     GradMode.isEnabled && tensors.contains { $0?.requiresGrad ?? false }

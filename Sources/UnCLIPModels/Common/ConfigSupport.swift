@@ -47,3 +47,21 @@ extension KeyedDecodingContainer {
         try decodeIfPresent(T.self, forKey: key) ?? fallback
     }
 }
+
+extension KeyedDecodingContainer {
+    /// The option at `key` (`fallback` when absent), or an error naming the option and its allowed values.
+    func option<E: RawRepresentable & CaseIterable>(_ key: K, or fallback: E, component: String) throws -> E where E.RawValue == String {
+        guard let raw = try decodeIfPresent(String.self, forKey: key) else { return fallback }
+        guard let value = E(rawValue: raw) else {
+            throw UnsupportedConfiguration(component: component, option: key.stringValue, value: raw, supported: E.allCases.map(\.rawValue))
+        }
+        return value
+    }
+}
+
+extension KeyedEncodingContainer {
+    /// `value` written as a JSON integer when it is whole: diffusers declares such options (`freq_shift`) as ints.
+    mutating func encodeWhole(_ value: Float, forKey key: K) throws {
+        if let whole = Int(exactly: value) { try encode(whole, forKey: key) } else { try encode(value, forKey: key) }
+    }
+}

@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// How a resnet takes the time embedding (`resnet_time_scale_shift`).
-public enum TimeConditioning: String, Sendable {
+public enum TimeConditioning: String, Codable, CaseIterable, Sendable {
     /// Added to the features before `norm2` (`time_emb_proj` has `cout` outputs): the super-resolution UNets.
     case additive = "default"
     /// `norm2(h)·(1 + scale) + shift` (`time_emb_proj` has `2·cout` outputs): the decoder.

@@ -1,13 +1,18 @@
 import UnCLIPNN
 
 /// An `Int` or a per-block list in a diffusers config (`attention_head_dim`, `layers_per_block`).
-public enum IntOrList: Decodable, Sendable {
+public enum IntOrList: Codable, Sendable {
     case single(Int)
     case list([Int])
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let v = try? c.decode(Int.self) { self = .single(v) } else { self = .list(try c.decode([Int].self)) }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self { case .single(let v): try c.encode(v); case .list(let vs): try c.encode(vs) }
     }
 
     func value(at i: Int) -> Int {
@@ -18,7 +23,7 @@ public enum IntOrList: Decodable, Sendable {
 /// diffusers `UNet2DConditionModel` configuration, as far as the unCLIP decoder uses it.
 ///
 /// Options the unCLIP decoder does not use are checked: a non-default value is an error naming it.
-public struct UNet2DConditionConfig: Decodable, Sendable {
+public struct UNet2DConditionConfig: Codable, Sendable {
     public var sampleSize = 64
     public var inChannels = 3
     public var outChannels = 6
@@ -30,7 +35,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
     public var crossAttentionDim = 1536
     public var attentionHeadDim: IntOrList = .single(64)
     public var classEmbedType: String? = "identity"
-    public var resnetTimeScaleShift = "scale_shift"
+    public var resnetTimeScaleShift = TimeConditioning.scaleShift
     public var normNumGroups = 32
     public var normEps: Float = 1e-5
     public var flipSinToCos = true
@@ -54,6 +59,9 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         case dualCrossAttention = "dual_cross_attention", convInKernel = "conv_in_kernel", convOutKernel = "conv_out_kernel"
         case numClassEmbeds = "num_class_embeds", timeEmbeddingDim = "time_embedding_dim"
         case midBlockOnlyCrossAttention = "mid_block_only_cross_attention"
+        // Written for diffusers, not read: the blocks unCLIP uses ignore them.
+        case downsamplePadding = "downsample_padding", useLinearProjection = "use_linear_projection"
+        case upcastAttention = "upcast_attention", timeCondProjDim = "time_cond_proj_dim"
     }
 
     public init() {}
@@ -72,7 +80,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         crossAttentionDim = try c.value(.crossAttentionDim, or: d.crossAttentionDim)
         attentionHeadDim = try c.value(.attentionHeadDim, or: d.attentionHeadDim)
         classEmbedType = c.contains(.classEmbedType) ? try c.decodeIfPresent(String.self, forKey: .classEmbedType) : nil
-        resnetTimeScaleShift = try c.value(.resnetTimeScaleShift, or: "default")
+        resnetTimeScaleShift = try c.option(.resnetTimeScaleShift, or: .additive, component: "UNet2DConditionModel")
         normNumGroups = try c.value(.normNumGroups, or: d.normNumGroups)
         normEps = try c.value(.normEps, or: d.normEps)
         flipSinToCos = try c.value(.flipSinToCos, or: d.flipSinToCos)
@@ -105,6 +113,43 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         }
     }
 
+    /// Writes the keys diffusers' `UNet2DConditionModel` takes: the fields above and, for the options the unCLIP
+    /// decoder leaves at their defaults (checked on decoding), the values it implements.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(sampleSize, forKey: .sampleSize)
+        try c.encode(inChannels, forKey: .inChannels)
+        try c.encode(outChannels, forKey: .outChannels)
+        try c.encode(layersPerBlock, forKey: .layersPerBlock)
+        try c.encode(blockOutChannels, forKey: .blockOutChannels)
+        try c.encode(downBlockTypes, forKey: .downBlockTypes)
+        try c.encode(midBlockType, forKey: .midBlockType)
+        try c.encode(upBlockTypes, forKey: .upBlockTypes)
+        try c.encode(crossAttentionDim, forKey: .crossAttentionDim)
+        try c.encode(attentionHeadDim, forKey: .attentionHeadDim)
+        try c.encode(classEmbedType, forKey: .classEmbedType)
+        try c.encode(resnetTimeScaleShift, forKey: .resnetTimeScaleShift)
+        try c.encode(normNumGroups, forKey: .normNumGroups)
+        try c.encode(normEps, forKey: .normEps)
+        try c.encode(flipSinToCos, forKey: .flipSinToCos)
+        try c.encodeWhole(freqShift, forKey: .freqShift)
+        try c.encode("silu", forKey: .actFn)
+        try c.encode("positional", forKey: .timeEmbeddingType)
+        try c.encode(1, forKey: .midBlockScaleFactor)
+        try c.encode(1.0, forKey: .resnetOutScaleFactor)
+        try c.encode(1, forKey: .downsamplePadding)
+        try c.encode(3, forKey: .convInKernel)
+        try c.encode(3, forKey: .convOutKernel)
+        for key in [CodingKeys.centerInputSample, .resnetSkipTimeAct, .onlyCrossAttention, .dualCrossAttention,
+                    .classEmbeddingsConcat, .useLinearProjection, .upcastAttention] {
+            try c.encode(false, forKey: key)
+        }
+        for key in [CodingKeys.crossAttentionNorm, .timeEmbeddingActFn, .timestepPostAct, .additionEmbedType, .encoderHidDim,
+                    .numClassEmbeds, .timeCondProjDim, .midBlockOnlyCrossAttention] {
+            try c.encodeNil(forKey: key)
+        }
+    }
+
     func validate() throws {
         if let (option, value) = unsupported.first {
             throw UnsupportedConfiguration(component: "UNet2DConditionModel", option: option, value: value, supported: ["the diffusers default"])
@@ -121,9 +166,6 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         }
         if let t = classEmbedType, t != "identity" {
             throw UnsupportedConfiguration(component: "UNet2DConditionModel", option: "class_embed_type", value: t, supported: ["identity", "null"])
-        }
-        guard TimeConditioning(rawValue: resnetTimeScaleShift) != nil else {
-            throw UnsupportedConfiguration(component: "UNet2DConditionModel", option: "resnet_time_scale_shift", value: resnetTimeScaleShift, supported: ["default", "scale_shift"])
         }
         guard downBlockTypes.count == blockOutChannels.count, upBlockTypes.count == blockOutChannels.count else {
             throw UnsupportedConfiguration(component: "UNet2DConditionModel", option: "block types", value: "\(downBlockTypes.count) down / \(upBlockTypes.count) up", supported: ["one per block_out_channels entry (\(blockOutChannels.count))"])
@@ -210,7 +252,7 @@ public final class UNet2DConditionModel: Module {
         self.config = config
         let ch = config.blockOutChannels, n = ch.count
         let tm = 4 * ch[0]
-        let cond = TimeConditioning(rawValue: config.resnetTimeScaleShift)!
+        let cond = config.resnetTimeScaleShift
         let g = config.normNumGroups, eps = config.normEps, x = config.crossAttentionDim
         func resnet(_ cin: Int, _ cout: Int, _ r: ResnetBlock2D.Resample = .none) -> ResnetBlock2D {
             ResnetBlock2D(in: cin, out: cout, timeEmbedDim: tm, conditioning: cond, resample: r, groups: g, eps: eps)

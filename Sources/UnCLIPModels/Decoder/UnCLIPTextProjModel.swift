@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// `UnCLIPTextProjModel` configuration (`text_proj/config.json`).
-public struct UnCLIPTextProjConfig: Decodable, Sendable {
+public struct UnCLIPTextProjConfig: Codable, Sendable {
     public var clipExtraContextTokens = 4
     public var clipEmbeddingsDim = 768
     public var timeEmbedDim = 1280

@@ -260,16 +260,7 @@ extension UnCLIPPipeline {
         guard !labels.isEmpty else { throw PipelineArgumentError("classify: no labels") }
         let z = try imageEmbeddings(of: [image])
         let t = try textEmbeddings(of: labels.map { template.replacingOccurrences(of: "{}", with: $0) })
-        func unit(_ v: [Float]) -> [Float] {
-            let n = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            return v.map { $0 / max(n, 1e-12) }
-        }
-        let e = z.shape[1]
-        let image = unit(Array(UnsafeBufferPointer(start: z.data, count: e)))
-        let logits = (0..<labels.count).map { k -> Float in
-            let text = unit(Array(UnsafeBufferPointer(start: t.data + k * e, count: e)))
-            return logitScale * zip(image, text).reduce(0) { $0 + $1.0 * $1.1 }
-        }
+        let logits = (0..<labels.count).map { k in logitScale * Float(cosineSimilarity(z, row: 0, t, row: k)) }
         let m = logits.max()!
         let exps = logits.map { Foundation.exp($0 - m) }
         let total = exps.reduce(0, +)

@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// diffusers `PriorTransformer` configuration (`prior/config.json`). Karlo uses every default.
-public struct PriorTransformerConfig: Decodable, Sendable {
+public struct PriorTransformerConfig: Codable, Sendable {
     public var numAttentionHeads = 32
     public var attentionHeadDim = 64
     public var numLayers = 20
@@ -48,6 +48,26 @@ public struct PriorTransformerConfig: Decodable, Sendable {
         timeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .timeEmbedDim)
         embeddingProjDim = try c.decodeIfPresent(Int.self, forKey: .embeddingProjDim)
         clipEmbedDim = try c.decodeIfPresent(Int.self, forKey: .clipEmbedDim)
+    }
+
+    /// Writes every key, the "none" options as JSON null (diffusers' form).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(attentionHeadDim, forKey: .attentionHeadDim)
+        try c.encode(numLayers, forKey: .numLayers)
+        try c.encode(embeddingDim, forKey: .embeddingDim)
+        try c.encode(numEmbeddings, forKey: .numEmbeddings)
+        try c.encode(additionalEmbeddings, forKey: .additionalEmbeddings)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(timeEmbedActFn, forKey: .timeEmbedActFn)
+        try c.encode(normInType, forKey: .normInType)
+        try c.encode(embeddingProjNormType, forKey: .embeddingProjNormType)
+        try c.encode(encoderHidProjType, forKey: .encoderHidProjType)
+        try c.encode(addedEmbType, forKey: .addedEmbType)
+        try c.encode(timeEmbedDim, forKey: .timeEmbedDim)
+        try c.encode(embeddingProjDim, forKey: .embeddingProjDim)
+        try c.encode(clipEmbedDim, forKey: .clipEmbedDim)
     }
 
     var innerDim: Int { numAttentionHeads * attentionHeadDim }

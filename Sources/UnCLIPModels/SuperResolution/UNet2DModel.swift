@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// diffusers `UNet2DModel` configuration, as far as the unCLIP super-resolution UNets use it.
-public struct UNet2DConfig: Decodable, Sendable {
+public struct UNet2DConfig: Codable, Sendable {
     public var sampleSize = 256
     public var inChannels = 6
     public var outChannels = 3
@@ -12,7 +12,7 @@ public struct UNet2DConfig: Decodable, Sendable {
     public var midBlockType: String? = "UNetMidBlock2D"
     public var addAttention = true
     public var attentionHeadDim: Int? = 8
-    public var resnetTimeScaleShift = "default"
+    public var resnetTimeScaleShift = TimeConditioning.additive
     public var normNumGroups = 32
     public var normEps: Float = 1e-5
     public var flipSinToCos = true
@@ -29,6 +29,8 @@ public struct UNet2DConfig: Decodable, Sendable {
         case actFn = "act_fn", centerInputSample = "center_input_sample", timeEmbeddingType = "time_embedding_type"
         case classEmbedType = "class_embed_type", numClassEmbeds = "num_class_embeds", midBlockScaleFactor = "mid_block_scale_factor"
         case attnNormNumGroups = "attn_norm_num_groups"
+        // Written for diffusers, not read: ResnetDownsampleBlock2D ignores it.
+        case downsamplePadding = "downsample_padding"
     }
 
     public init() {}
@@ -46,7 +48,7 @@ public struct UNet2DConfig: Decodable, Sendable {
         midBlockType = c.contains(.midBlockType) ? try c.decodeIfPresent(String.self, forKey: .midBlockType) : d.midBlockType
         addAttention = try c.value(.addAttention, or: d.addAttention)
         attentionHeadDim = c.contains(.attentionHeadDim) ? try c.decodeIfPresent(Int.self, forKey: .attentionHeadDim) : d.attentionHeadDim
-        resnetTimeScaleShift = try c.value(.resnetTimeScaleShift, or: d.resnetTimeScaleShift)
+        resnetTimeScaleShift = try c.option(.resnetTimeScaleShift, or: d.resnetTimeScaleShift, component: "UNet2DModel")
         normNumGroups = try c.value(.normNumGroups, or: d.normNumGroups)
         normEps = try c.value(.normEps, or: d.normEps)
         flipSinToCos = try c.value(.flipSinToCos, or: d.flipSinToCos)
@@ -63,6 +65,34 @@ public struct UNet2DConfig: Decodable, Sendable {
         try expect(.attnNormNumGroups, Int.self, [nil])
     }
 
+    /// Writes the keys diffusers' `UNet2DModel` takes: the fields above and, for the options the super-resolution
+    /// UNets leave at their defaults (checked on decoding), the values they implement.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(sampleSize, forKey: .sampleSize)
+        try c.encode(inChannels, forKey: .inChannels)
+        try c.encode(outChannels, forKey: .outChannels)
+        try c.encode(layersPerBlock, forKey: .layersPerBlock)
+        try c.encode(blockOutChannels, forKey: .blockOutChannels)
+        try c.encode(downBlockTypes, forKey: .downBlockTypes)
+        try c.encode(upBlockTypes, forKey: .upBlockTypes)
+        try c.encode(midBlockType, forKey: .midBlockType)
+        try c.encode(addAttention, forKey: .addAttention)
+        try c.encode(attentionHeadDim, forKey: .attentionHeadDim)
+        try c.encode(resnetTimeScaleShift, forKey: .resnetTimeScaleShift)
+        try c.encode(normNumGroups, forKey: .normNumGroups)
+        try c.encode(normEps, forKey: .normEps)
+        try c.encode(flipSinToCos, forKey: .flipSinToCos)
+        try c.encodeWhole(freqShift, forKey: .freqShift)
+        try c.encode("silu", forKey: .actFn)
+        try c.encode(false, forKey: .centerInputSample)
+        try c.encode("positional", forKey: .timeEmbeddingType)
+        try c.encodeNil(forKey: .classEmbedType)
+        try c.encodeNil(forKey: .numClassEmbeds)
+        try c.encode(1, forKey: .midBlockScaleFactor)
+        try c.encode(1, forKey: .downsamplePadding)
+    }
+
     func validate() throws {
         if let (option, value) = unsupported.first {
             throw UnsupportedConfiguration(component: "UNet2DModel", option: option, value: value, supported: ["the diffusers default"])
@@ -75,9 +105,6 @@ public struct UNet2DConfig: Decodable, Sendable {
         }
         if let m = midBlockType, m != "UNetMidBlock2D" {
             throw UnsupportedConfiguration(component: "UNet2DModel", option: "mid_block_type", value: m, supported: ["UNetMidBlock2D", "null"])
-        }
-        guard TimeConditioning(rawValue: resnetTimeScaleShift) != nil else {
-            throw UnsupportedConfiguration(component: "UNet2DModel", option: "resnet_time_scale_shift", value: resnetTimeScaleShift, supported: ["default", "scale_shift"])
         }
         guard downBlockTypes.count == blockOutChannels.count, upBlockTypes.count == blockOutChannels.count else {
             throw UnsupportedConfiguration(component: "UNet2DModel", option: "block types", value: "\(downBlockTypes.count) down / \(upBlockTypes.count) up", supported: ["one per block_out_channels entry (\(blockOutChannels.count))"])
@@ -117,7 +144,7 @@ public final class UNet2DModel: Module {
         try config.validate()
         self.config = config
         let ch = config.blockOutChannels, n = ch.count, tm = 4 * ch[0]
-        let cond = TimeConditioning(rawValue: config.resnetTimeScaleShift)!
+        let cond = config.resnetTimeScaleShift
         let g = config.normNumGroups, eps = config.normEps, layers = config.layersPerBlock
         func resnet(_ cin: Int, _ cout: Int, _ r: ResnetBlock2D.Resample = .none) -> ResnetBlock2D {
             ResnetBlock2D(in: cin, out: cout, timeEmbedDim: tm, conditioning: cond, resample: r, groups: g, eps: eps)

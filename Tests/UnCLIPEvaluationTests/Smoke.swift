@@ -1,6 +1,0 @@
-import XCTest
-@testable import UnCLIPEvaluation
-
-final class UnCLIPEvaluationSmokeTests: XCTestCase {
-    func testBuilds() {}
-}

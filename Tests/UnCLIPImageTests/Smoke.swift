@@ -1,6 +1,0 @@
-import XCTest
-@testable import UnCLIPImage
-
-final class UnCLIPImageSmokeTests: XCTestCase {
-    func testBuilds() {}
-}

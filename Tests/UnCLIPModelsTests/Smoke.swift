@@ -1,6 +1,0 @@
-import XCTest
-@testable import UnCLIPModels
-
-final class UnCLIPModelsSmokeTests: XCTestCase {
-    func testBuilds() {}
-}

@@ -1,6 +1,0 @@
-import XCTest
-@testable import UnCLIPNN
-
-final class UnCLIPNNSmokeTests: XCTestCase {
-    func testBuilds() {}
-}

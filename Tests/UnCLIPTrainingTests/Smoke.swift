@@ -1,6 +1,0 @@
-import XCTest
-@testable import UnCLIPTraining
-
-final class UnCLIPTrainingSmokeTests: XCTestCase {
-    func testBuilds() {}
-}
