@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "UnCLIPNN", targets: ["UnCLIPNN"]),
         .library(name: "UnCLIPImage", targets: ["UnCLIPImage"]),
         .library(name: "UnCLIPModels", targets: ["UnCLIPModels"]),
+        .library(name: "UnCLIPShapesWorld", targets: ["UnCLIPShapesWorld"]),
         .library(name: "UnCLIPTraining", targets: ["UnCLIPTraining"]),
         .library(name: "UnCLIPEvaluation", targets: ["UnCLIPEvaluation"]),
         .library(name: "UnCLIPShapesModel", targets: ["UnCLIPShapesModel"]),
@@ -38,12 +39,15 @@ let package = Package(
         .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
         .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
         .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
-        .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage"], swiftSettings: engineSettings),
-        .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTraining"], swiftSettings: engineSettings),
+        // ShapesWorld (spec/shapesworld.md): scenes, renderer, caption grammar, its CLIP caption rewrites, parser and checker.
+        .target(name: "UnCLIPShapesWorld", dependencies: ["UnCLIPTensor", "UnCLIPImage"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
         // The ShapesWorld pipeline trained by this project (docs/training.md), shipped as a resource (fp16, 15 MB).
         .target(name: "UnCLIPShapesModel", resources: [.copy("shapes-unclip")]),
         .target(name: "UnCLIPCLI", dependencies: [
             "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation", "UnCLIPShapesModel",
+            "UnCLIPShapesWorld",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "unclip", dependencies: ["UnCLIPCLI"]),
@@ -53,10 +57,11 @@ let package = Package(
         .testTarget(name: "UnCLIPNNTests", dependencies: ["UnCLIPNN"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
-        .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining"]),
+        .testTarget(name: "UnCLIPShapesWorldTests", dependencies: ["UnCLIPShapesWorld", "UnCLIPImage", "UnCLIPTensor"]),
+        .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining", "UnCLIPShapesWorld"]),
         .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation"]),
-        .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage"]),
-        .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels"], exclude: ["reference.png"]),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage", "UnCLIPTraining"]),
+        .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png"]),
     ],
     swiftLanguageModes: [.v5]
 )

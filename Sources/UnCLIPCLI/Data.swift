@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import UnCLIPTraining
+import UnCLIPShapesWorld
 
 /// `unclip data`: datasets.
 struct DataCommand: ParsableCommand {

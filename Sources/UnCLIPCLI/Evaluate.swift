@@ -3,7 +3,7 @@ import Foundation
 import UnCLIPModels
 import UnCLIPEvaluation
 import UnCLIPImage
-import UnCLIPTraining
+import UnCLIPShapesWorld
 
 /// `unclip evaluate`: caption fidelity, diversity and CLIP score on ShapesWorld prompts.
 struct Evaluate: ParsableCommand {
@@ -109,7 +109,7 @@ struct Evaluate: ParsableCommand {
             return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
-            let options = inversion.options(eta: 0, defaults: .textDiff)
+            let options = inversion.options(eta: 0, defaults: .shapesWorldTextDiff)
             let report = try evaluateTextDiff(pipeline: pipeline, cases: cases, options: options) { done, _ in bar.update(done) }
             if verbose { report.results.enumerated().forEach { print("case \($0.offset): \($0.element)") } }
             if let grid { try writeTextDiffGrid(report, to: grid) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UnCLIPModels
 import UnCLIPImage
+import UnCLIPEvaluation
 
 // The paper's image manipulations (unCLIP §3): variations, interpolations and text diffs on the bipartite latent
 // (z_i, x_T), with x_T from DDIM inversion; and CLIP's zero-shot classification.
@@ -24,7 +25,7 @@ struct InversionArguments: ParsableArguments {
         do { try options(eta: 0).validate() } catch { throw ValidationError("\(error)") }
     }
 
-    /// The options given, the rest from `defaults` (`DDIMOptions()`, or `.textDiff` for text diffs).
+    /// The options given, the rest from `defaults` (`DDIMOptions()`, or `.shapesWorldTextDiff` for text diffs).
     func options(eta: Float, superResSteps: Int = DDIMOptions().superResSteps, defaults: DDIMOptions = DDIMOptions()) -> DDIMOptions {
         var o = DDIMOptions(steps: ddimSteps ?? defaults.steps, eta: eta, guidance: guidance, superResSteps: superResSteps,
                             inversionRefinements: inversionRefinements ?? defaults.inversionRefinements)
@@ -278,7 +279,7 @@ struct TextDiff: ParsableCommand {
         var noise = SeededNoise(seed: ddim.seed)
         let thetas = (0..<frames).map { maxTheta * Float($0) / Float(frames - 1) }
         let start = Date()
-        let output = try pipeline.textDiff(input, from: from, to: to, thetas: thetas, options: ddim.options(eta: 0, defaults: .textDiff),
+        let output = try pipeline.textDiff(input, from: from, to: to, thetas: thetas, options: ddim.options(eta: 0, defaults: .shapesWorldTextDiff),
                                            noise: &noise, progress: StageProgress(quiet: ddim.quiet).handle)
         try writeWithInput(UnCLIPPipeline.images(from: output), input: input, labels: thetas.map { "θ=\(format($0))" },
                            columns: thetas.count + 1, title: "\"\(from)\" -> \"\(to)\"", to: self.output, since: start)

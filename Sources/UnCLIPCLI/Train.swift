@@ -32,6 +32,12 @@ struct TrainingArguments: ParsableArguments {
         return try ShapesWorldDataset(seed: worldSeed, count: count)
     }
 
+    /// `c` with ShapesWorld's caption recipe when training on ShapesWorld and `c` names none; a folder (`--data`)
+    /// gets the rewrites only when its configuration asks (`"caption_recipe": "shapesworld"`).
+    func clipConfiguration(_ c: CLIPTrainingConfiguration) -> CLIPTrainingConfiguration {
+        data == nil ? c.defaultingCaptionRecipe(to: .shapesWorld) : c
+    }
+
     func load<T: Decodable>(_ type: T.Type, key: String?) throws -> T? {
         guard let config else { return nil }
         let data: Data
@@ -130,7 +136,7 @@ struct Train: ParsableCommand {
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(CLIPTrainingConfiguration.self, key: "clip") ?? CLIPTrainingConfiguration()
+            let c = try args.clipConfiguration(args.load(CLIPTrainingConfiguration.self, key: "clip") ?? CLIPTrainingConfiguration())
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }

@@ -2,7 +2,7 @@ import Foundation
 import UnCLIPModels
 import UnCLIPImage
 import UnCLIPTensor
-import UnCLIPTraining
+import UnCLIPShapesWorld
 
 /// The inpainting bar of issue 16 on ShapesWorld: renders of "a red circle to the left of a blue square" with the
 /// right half repainted as "a red circle to the left of a green triangle", judged whole by the project's evaluator.

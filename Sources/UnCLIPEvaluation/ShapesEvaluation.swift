@@ -1,7 +1,7 @@
 import Foundation
 import UnCLIPModels
 import UnCLIPImage
-import UnCLIPTraining
+import UnCLIPShapesWorld
 
 /// Settings of `unclip evaluate`: which prompts, how many images each, and how to sample.
 public struct ShapesEvaluationConfiguration: Sendable {

@@ -1,5 +1,6 @@
 import Foundation
 import UnCLIPModels
+import UnCLIPShapesWorld
 
 /// Settings of the byte-level BPE tokenizer learned from the captions (stage "tokenizer").
 public struct TokenizerTrainingConfiguration: Codable, Equatable, Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import UnCLIPNN
 import UnCLIPImage
 import UnCLIPModels
+import UnCLIPShapesWorld
 
 /// Settings of the CLIP stage: a text and a vision transformer trained contrastively on (caption, image) pairs.
 ///
@@ -29,24 +30,32 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     public var patchSize = 4
     /// Precision of the exported weights.
     public var precision: WeightPrecision = .fp16
-    /// Add each caption's hard negative (`CaptionNegatives`: the opposite relation, or the two objects' colours
-    /// swapped) as an extra text every image must score below its own caption, as NegCLIP does (Yuksekgonul et al.
-    /// 2023). Part of the recipe that teaches CLIP relations (docs/training.md, "A CLIP that reads spatial
-    /// relations"), on by default as the rest of it; captions without relation or colour words get none.
+    /// The caption rewrites added to every batch (mirror pairs and hard negatives), a recipe of the world the captions
+    /// come from: `shapesworld` (UnCLIPShapesWorld's `CaptionNegatives`, with the four parts below) or `none`. Unset
+    /// (nil, the default) adds none: a general trainer assumes nothing about captions. Training on ShapesWorld
+    /// (`unclip train` without `--data`, `trainAll(out:)`) sets `shapesworld` where the configuration names no recipe
+    /// (`defaultingCaptionRecipe(to:)`); a folder of your own gets the rewrites only with
+    /// `"caption_recipe": "shapesworld"`.
+    public var captionRecipe: CLIPCaptionRecipe? = nil
+    /// With the ShapesWorld recipe: add each caption's hard negative (`CaptionNegatives.hardNegative`: the opposite
+    /// relation, or the two objects' colours swapped) as an extra text every image must score below its own caption,
+    /// as NegCLIP does (Yuksekgonul et al. 2023). Part of the recipe that teaches CLIP relations (docs/training.md, "A
+    /// CLIP that reads spatial relations"), on as the rest of it; captions without relation or colour words get none.
     public var hardNegatives = true
-    /// Add, for each caption, two more hard negatives: one object's shape replaced by another shape, and one object's
-    /// colour replaced by another colour (`CaptionNegatives.attributeNegatives`). The relation recipe's image-view
-    /// term spends part of the embedding on layout; these keep shapes and colours in it.
+    /// With the ShapesWorld recipe: add, for each caption, two more hard negatives: one object's shape replaced by
+    /// another shape, and one object's colour replaced by another colour (`CaptionNegatives.attributeNegatives`). The
+    /// relation recipe's image-view term spends part of the embedding on layout; these keep shapes and colours in it.
     public var attributeNegatives = true
-    /// Add, for each two-object caption, the negatives that bind an attribute to the wrong object
-    /// (`CaptionNegatives.bindingNegatives`): the two shapes swapped, the two colours swapped, and one object's shape
-    /// given to both. The relation recipe without them preferred a caption over the same caption with its two shapes
-    /// swapped for 89.1 % of held-out two-object scenes, with them 93.8 % (as an 800-step fine-tune and trained from
-    /// the start alike; docs/training.md).
+    /// With the ShapesWorld recipe: add, for each two-object caption, the negatives that bind an attribute to the
+    /// wrong object (`CaptionNegatives.bindingNegatives`): the two shapes swapped, the two colours swapped, and one
+    /// object's shape given to both. The relation recipe without them preferred a caption over the same caption with
+    /// its two shapes swapped for 89.1 % of held-out two-object scenes, with them 93.8 % (as an 800-step fine-tune and
+    /// trained from the start alike; docs/training.md).
     public var bindingNegatives = true
-    /// Fill half of every batch with mirror images of the other half: a scene flipped along its relation's axis with
-    /// the relation reversed in its caption ("A left of B" → flipped left–right, "A right of B"; "A above B" →
-    /// flipped top–bottom, "A below B"), any other scene flipped left–right with its caption unchanged. Each relation
+    /// With the ShapesWorld recipe: fill half of every batch with mirror images of the other half
+    /// (`CaptionNegatives.mirrorPair`): a scene flipped along its relation's axis with the relation reversed in its
+    /// caption ("A left of B" → flipped left–right, "A right of B"; "A above B" → flipped top–bottom, "A below B"),
+    /// any other scene flipped left–right with its caption unchanged. Each relation
     /// caption then meets, in the same batch, the image it does not describe and that image's own caption — a hard
     /// negative on both sides of the loss, which breaks the symmetry that leaves a plain CLIP blind to relations.
     public var mirrorPairs = true
@@ -75,13 +84,24 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         case pytorch, clip
     }
 
+    /// The configuration with `recipe` where it names no caption recipe: what a run on `recipe`'s world uses.
+    public func defaultingCaptionRecipe(to recipe: CLIPCaptionRecipe) -> CLIPTrainingConfiguration {
+        var c = self
+        c.captionRecipe = captionRecipe ?? recipe
+        return c
+    }
+
+    /// Whether the ShapesWorld rewrites run (the recipe named, and not `none`).
+    var shapesWorldRewrites: Bool { captionRecipe == .shapesWorld }
+
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case training, embeddingDim = "embedding_dim", textLayers = "text_layers", textHeads = "text_heads"
         case textIntermediateSize = "text_intermediate_size", visionWidth = "vision_width", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", visionIntermediateSize = "vision_intermediate_size", imageSize = "image_size"
-        case patchSize = "patch_size", precision, hardNegatives = "hard_negatives", mirrorPairs = "mirror_pairs"
+        case patchSize = "patch_size", precision, captionRecipe = "caption_recipe"
+        case hardNegatives = "hard_negatives", mirrorPairs = "mirror_pairs"
         case attributeNegatives = "attribute_negatives"
         case imageViewWeight = "image_view_weight", viewShift = "view_shift", initialization
         case bindingNegatives = "binding_negatives", logitScaleInitValue = "logit_scale_init_value"
@@ -103,6 +123,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
         patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
+        captionRecipe = try c.decodeIfPresent(CLIPCaptionRecipe.self, forKey: .captionRecipe)
         hardNegatives = try c.decodeIfPresent(Bool.self, forKey: .hardNegatives) ?? d.hardNegatives
         mirrorPairs = try c.decodeIfPresent(Bool.self, forKey: .mirrorPairs) ?? d.mirrorPairs
         attributeNegatives = try c.decodeIfPresent(Bool.self, forKey: .attributeNegatives) ?? d.attributeNegatives
@@ -195,26 +216,9 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let length = tokenizer.modelMaxLength
         let outcome = try loop.run(progress: progress) { step in
-            let indices = sampler.indices(step: step)
-            var (images, captions) = loadBatch(dataset, indices: mirrorPairs ? Array(indices.prefix((indices.count + 1) / 2)) : indices,
-                                               stage: "clip", progress: progress) { try downsampled($0, to: imageSize) }
-            if mirrorPairs {
-                let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
-                images += mirrors.map(\.image)
-                captions += mirrors.map(\.caption)
-            }
+            let (images, captions, negatives) = batch(dataset, indices: sampler.indices(step: step), step: step, progress: progress)
             guard images.count >= 2 else { return nil }
             let pixels = normalizedPixels(images, mean: Self.imageMean, std: Self.imageStd)
-            // A negative that is some image's own caption in this batch (a mirror pair's) would be a target and a
-            // non-target at once: only the others are added.
-            let own = Set(captions)
-            var negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative) : []
-            if attributeNegatives {
-                var rng = TrainingRandom.generator(seed: training.seed, step: step, .negatives)
-                negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
-            }
-            if bindingNegatives { negatives += captions.flatMap(CaptionNegatives.bindingNegatives) }
-            negatives = negatives.filter { !own.contains($0) }
             var views: Tensor?
             if imageViewWeight > 0 {
                 var rng = TrainingRandom.generator(seed: training.seed, step: step, .augmentation)
@@ -238,6 +242,41 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         }
         return outcome
     }
+
+    /// The batch of `step`: the images at `image_size`, their captions, and the negative captions — the data's own
+    /// pairs, plus with the ShapesWorld recipe the mirror pairs (half the batch) and the hard, attribute and binding
+    /// negatives. Entries that fail to load are reported and left out.
+    func batch(_ dataset: some CaptionedImageDataset, indices: [Int], step: Int, progress: (TrainingEvent) -> Void)
+        -> (images: [RGBImage], captions: [String], negatives: [String]) {
+        let mirrored = shapesWorldRewrites && mirrorPairs
+        var (images, captions) = loadBatch(dataset, indices: mirrored ? Array(indices.prefix((indices.count + 1) / 2)) : indices,
+                                           stage: "clip", progress: progress) { try downsampled($0, to: imageSize) }
+        if mirrored {
+            let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
+            images += mirrors.map(\.image)
+            captions += mirrors.map(\.caption)
+        }
+        guard shapesWorldRewrites else { return (images, captions, []) }
+        // A negative that is some image's own caption in this batch (a mirror pair's) would be a target and a
+        // non-target at once: only the others are added.
+        let own = Set(captions)
+        var negatives = hardNegatives ? captions.compactMap(CaptionNegatives.hardNegative) : []
+        if attributeNegatives {
+            var rng = TrainingRandom.generator(seed: training.seed, step: step, .negatives)
+            negatives += captions.flatMap { CaptionNegatives.attributeNegatives($0, using: &rng) }
+        }
+        if bindingNegatives { negatives += captions.flatMap(CaptionNegatives.bindingNegatives) }
+        return (images, captions, negatives.filter { !own.contains($0) })
+    }
+}
+
+/// Caption rewrites a CLIP run adds to its batches: the recipe of the world its captions come from.
+public enum CLIPCaptionRecipe: String, Codable, Sendable, CaseIterable {
+    /// None: every batch is the data's own (caption, image) pairs.
+    case none
+    /// ShapesWorld's (UnCLIPShapesWorld's `CaptionNegatives`): mirror pairs and hard, attribute and binding negatives,
+    /// each switched by its own key (`mirror_pairs`, `hard_negatives`, `attribute_negatives`, `binding_negatives`).
+    case shapesWorld = "shapesworld"
 }
 
 /// The two CLIP towers and the learned temperature, trained together.
@@ -314,100 +353,6 @@ final class CLIPContrastiveModel: Module {
         let identity = Tensor(shape: [b, b], (0..<(b * b)).map { $0 / b == $0 % b ? 1 : 0 })
         let viewLoss = -(identity * viewLogits.logSoftmax(axis: 1)).sum() / Float(b) - (identity * viewLogits.logSoftmax(axis: 0)).sum() / Float(b)
         return clipLoss + viewLoss * (0.5 * viewWeight)
-    }
-}
-
-/// Hard-negative captions for contrastive training: a caption that differs from the true one only in what a
-/// bag-of-words text encoder cannot see.
-public enum CaptionNegatives {
-    static let opposites = [(" to the left of ", " to the right of "), (" above ", " below ")]
-
-    /// The scene's mirror image and the caption that describes it (see `CLIPTrainingConfiguration.mirrorPairs`).
-    ///
-    /// A top–bottom flip turns a ShapesWorld triangle upside down, which no caption distinguishes; the image is still
-    /// a triangle in the named relation.
-    public static func mirrorPair(image: RGBImage, caption: String) -> (image: RGBImage, caption: String) {
-        for ((a, b), flipsHorizontally) in zip(opposites, [true, false]) {  // left/right flips across x, above/below across y
-            if caption.contains(a) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: a, with: b)) }
-            if caption.contains(b) { return (image.flipped(horizontally: flipsHorizontally), caption.replacingOccurrences(of: b, with: a)) }
-        }
-        return (image.flipped(horizontally: true), caption)
-    }
-
-    /// The caption with its relation reversed ("A left of B" → "A right of B"), or, for "a C₁ S₁ and a C₂ S₂" with two
-    /// colours, the colours swapped ("a C₂ S₁ and a C₁ S₂"); nil when neither applies.
-    public static func hardNegative(_ caption: String) -> String? {
-        for (a, b) in opposites {
-            if caption.contains(a) { return caption.replacingOccurrences(of: a, with: b) }
-            if caption.contains(b) { return caption.replacingOccurrences(of: b, with: a) }
-        }
-        let parts = caption.components(separatedBy: " and ")
-        guard parts.count == 2 else { return nil }
-        let first = parts[0].split(separator: " ").map(String.init), second = parts[1].split(separator: " ").map(String.init)
-        // "a red circle" / "a large red circle": the colour is the word before the shape.
-        guard first.count >= 3, second.count >= 3 else { return nil }
-        let c1 = first[first.count - 2], c2 = second[second.count - 2]
-        guard c1 != c2 else { return nil }
-        var f = first, s = second
-        f[f.count - 2] = c2
-        s[s.count - 2] = c1
-        return articlesFixed(f + ["and"] + s).joined(separator: " ")
-    }
-
-    /// The words with every "a" / "an" made to agree with the word after it ("an orange" → "a red").
-    static func articlesFixed(_ words: [String]) -> [String] {
-        var words = words
-        for i in words.indices.dropLast() where words[i] == "a" || words[i] == "an" {
-            words[i] = ShapesCaption.article(before: words[i + 1])
-        }
-        return words
-    }
-}
-
-extension CaptionNegatives {
-    /// Up to two negatives of a ShapesWorld-style caption: one shape word (of one object, drawn from `rng`) replaced by
-    /// another shape, and one colour word replaced by another colour, the article fixed ("an orange" → "a red").
-    /// Captions without shape or colour words give none.
-    public static func attributeNegatives(_ caption: String, using rng: inout Philox) -> [String] {
-        var negatives: [String] = []
-        for vocabulary in [ShapeKind.allCases.map(\.name), ShapeColor.allCases.map(\.name)] {
-            var words = caption.split(separator: " ").map(String.init)
-            let slots = words.indices.filter { vocabulary.contains(words[$0]) }
-            guard !slots.isEmpty else { continue }
-            let slot = slots[TrainingRandom.int(slots.count, using: &rng)]
-            let others = vocabulary.filter { $0 != words[slot] }
-            words[slot] = others[TrainingRandom.int(others.count, using: &rng)]
-            negatives.append(articlesFixed(words).joined(separator: " "))
-        }
-        return negatives
-    }
-}
-
-extension CaptionNegatives {
-    /// The binding negatives of a two-object ShapesWorld-style caption ("a red circle above a blue square"): the two
-    /// shapes swapped ("a red square above a blue circle"), each object's shape given to both ("a red circle above a
-    /// blue circle", "a red square above a blue square") and the two colours swapped ("a blue circle above a red
-    /// square"). A bag of attributes cannot tell any of them from the true caption. Captions without two different
-    /// shape (colour) words give no shape (colour) negatives.
-    public static func bindingNegatives(_ caption: String) -> [String] {
-        let words = caption.split(separator: " ").map(String.init)
-        func slots(_ vocabulary: [String]) -> (Int, Int)? {
-            let found = words.indices.filter { vocabulary.contains(words[$0]) }
-            return found.count == 2 && words[found[0]] != words[found[1]] ? (found[0], found[1]) : nil
-        }
-        func edited(_ edit: (inout [String]) -> Void) -> String {
-            var w = words
-            edit(&w)
-            return articlesFixed(w).joined(separator: " ")
-        }
-        var negatives: [String] = []
-        if let (a, b) = slots(ShapeKind.allCases.map(\.name)) {
-            negatives += [edited { $0.swapAt(a, b) }, edited { $0[b] = words[a] }, edited { $0[a] = words[b] }]
-        }
-        if let (a, b) = slots(ShapeColor.allCases.map(\.name)) {
-            negatives.append(edited { $0.swapAt(a, b) })
-        }
-        return negatives
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import UnCLIPImage
+import UnCLIPShapesWorld
 
 /// An image with its caption: one training example.
 public struct CaptionedImage: Equatable, Sendable {

@@ -2,6 +2,7 @@ import Foundation
 import UnCLIPNN
 import UnCLIPImage
 import UnCLIPModels
+import UnCLIPShapesWorld
 
 /// Settings of the 32 → 128 super-resolution UNet (UNet2DModel: 6 input channels = noisy high-res + upsampled
 /// low-res, x₀ or ε output, additive time embedding, no attention), trained on random crops and run fully convolutionally

@@ -61,9 +61,12 @@ public struct TrainAllConfiguration: Codable, Sendable {
 
 /// Trains every stage in order on ShapesWorld (`configuration.shapesWorldSeed`, `.shapesWorldCount`) and leaves a
 /// complete diffusers-layout pipeline directory in `out`; see `trainAll(dataset:out:configuration:resume:progress:)`.
+/// CLIP gets ShapesWorld's caption recipe unless the configuration names one.
 @discardableResult
 public func trainAll(out: URL, configuration: TrainAllConfiguration = TrainAllConfiguration(), resume: Bool = false,
                      progress: (TrainingEvent) -> Void = { _ in }) throws -> [TrainingOutcome] {
+    var configuration = configuration
+    configuration.clip = configuration.clip.defaultingCaptionRecipe(to: .shapesWorld)
     let dataset = try ShapesWorldDataset(seed: configuration.shapesWorldSeed, count: configuration.shapesWorldCount)
     return try trainAll(dataset: dataset, out: out, configuration: configuration, resume: resume, progress: progress)
 }

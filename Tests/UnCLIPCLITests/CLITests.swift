@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import UnCLIPCLI
 import UnCLIPImage
+import UnCLIPTraining
 
 /// The command-line tool driven in-process, on the parity fixtures' tiny pipelines.
 final class CLITests: XCTestCase {
@@ -99,6 +100,18 @@ extension CLITests {
         let out = temporaryFile("selftest.png")
         try run(["selftest", "-o", out.path])
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.path))
+    }
+
+    func testTrainingOnShapesWorldNamesItsCaptionRecipeAndAFolderGetsNone() throws {
+        let shapes = try Train.CLIP.parse(["--out", "unused"])
+        XCTAssertEqual(shapes.args.clipConfiguration(CLIPTrainingConfiguration()).captionRecipe, .shapesWorld)
+        let folder = try Train.CLIP.parse(["--out", "unused", "--data", "photos"])
+        XCTAssertNil(folder.args.clipConfiguration(CLIPTrainingConfiguration()).captionRecipe)
+        var asked = CLIPTrainingConfiguration()
+        asked.captionRecipe = .shapesWorld
+        XCTAssertEqual(folder.args.clipConfiguration(asked).captionRecipe, .shapesWorld)
+        asked.captionRecipe = CLIPCaptionRecipe.none
+        XCTAssertEqual(shapes.args.clipConfiguration(asked).captionRecipe, CLIPCaptionRecipe.none)
     }
 }
 

@@ -3,6 +3,7 @@ import XCTest
 import UnCLIPEvaluation
 import UnCLIPImage
 import UnCLIPModels
+import UnCLIPShapesWorld
 import UnCLIPShapesModel
 
 /// Regression tests of the shipped ShapesWorld model: it loads, draws deterministically, and still draws the picture

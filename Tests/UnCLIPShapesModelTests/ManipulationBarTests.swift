@@ -4,7 +4,7 @@ import UnCLIPEvaluation
 import UnCLIPImage
 import UnCLIPModels
 import UnCLIPShapesModel
-import UnCLIPTraining
+import UnCLIPShapesWorld
 
 /// The shipped model against the bars of the paper's manipulations (docs/manipulations.md has the full runs) and the
 /// caption check of its text-to-image output, on small samples that keep the suite quick.

@@ -1,6 +1,7 @@
 import Foundation
 import UnCLIPImage
 import UnCLIPModels
+import UnCLIPShapesWorld
 import UnCLIPTensor
 import XCTest
 @testable import UnCLIPTraining
@@ -100,7 +101,8 @@ final class TrainerTests: XCTestCase {
     // MARK: Losses fall
 
     func testCLIPLossFalls() throws {
-        // A plain contrastive CLIP (the relation recipe, on by default, switched off as JSON would).
+        // A plain contrastive CLIP (the relation recipe switched off as JSON would: ShapesWorld's caption recipe
+        // named, its parts off).
         let out = try temporaryDirectory("clip")
         var c = TrainAllConfiguration.smokeTest
         try c.tokenizer.run(dataset: eight, out: out)
@@ -108,6 +110,7 @@ final class TrainerTests: XCTestCase {
             {"initialization": "pytorch", "mirror_pairs": false, "hard_negatives": false, "attribute_negatives": false,
              "binding_negatives": false, "image_view_weight": 0}
             """.utf8))
+        c.clip = c.clip.defaultingCaptionRecipe(to: .shapesWorld)
         c.clip.initialization = plain.initialization
         c.clip.mirrorPairs = plain.mirrorPairs
         c.clip.hardNegatives = plain.hardNegatives
@@ -129,17 +132,26 @@ final class TrainerTests: XCTestCase {
     }
 
     func testRelationRecipeTrains() throws {
-        // docs/training.md's relation recipe is the default (an empty JSON section gives it): CLIP's initialisation,
-        // mirror pairs, hard, attribute and binding negatives and the image-view term all run, and the loss falls.
+        // docs/training.md's relation recipe: CLIP's initialisation and the image-view term are the defaults (an empty
+        // JSON section gives them), the ShapesWorld caption recipe (mirror pairs, hard, attribute and binding
+        // negatives) is named by `caption_recipe` or by training on ShapesWorld; all run, and the loss falls.
         let out = try temporaryDirectory("clip-relations")
         var c = TrainAllConfiguration.smokeTest
         try c.tokenizer.run(dataset: eight, out: out)
         let recipe = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data("{}".utf8))
         XCTAssertEqual(recipe.initialization, .clip)
         XCTAssertTrue(recipe.mirrorPairs && recipe.hardNegatives && recipe.attributeNegatives && recipe.bindingNegatives)
+        XCTAssertNil(recipe.captionRecipe, "no caption rewrites unless asked")
+        XCTAssertEqual(recipe.defaultingCaptionRecipe(to: .shapesWorld).captionRecipe, .shapesWorld)
+        let named = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"caption_recipe": "shapesworld"}"#.utf8))
+        XCTAssertEqual(named.captionRecipe, .shapesWorld)
+        let none = try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"caption_recipe": "none"}"#.utf8))
+        XCTAssertEqual(none.defaultingCaptionRecipe(to: .shapesWorld).captionRecipe, CLIPCaptionRecipe.none, "a named recipe is kept")
+        XCTAssertThrowsError(try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"caption_recipe": "photos"}"#.utf8)))
         XCTAssertEqual(recipe.imageViewWeight, 1)
         XCTAssertEqual(recipe.training.steps, 2400)
         XCTAssertEqual(c.clip.initialization, .clip)
+        c.clip = c.clip.defaultingCaptionRecipe(to: .shapesWorld)
         XCTAssertTrue(c.clip.mirrorPairs && c.clip.hardNegatives && c.clip.attributeNegatives && c.clip.bindingNegatives)
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
@@ -172,80 +184,6 @@ final class TrainerTests: XCTestCase {
         bad = CLIPTrainingConfiguration()
         bad.viewShift = 16
         XCTAssertThrowsError(try bad.validate()) { XCTAssertTrue("\($0)".contains("view_shift"), "\($0)") }
-    }
-
-    func testMirrorPairsFlipAlongTheRelationAndReverseIt() throws {
-        let world = ShapesWorld(seed: 3)
-        var seen = Set<String>()
-        for index in 0..<200 {
-            let scene = world.scene(at: index)
-            let image = ShapesWorld.render(scene)
-            let (mirror, caption) = CaptionNegatives.mirrorPair(image: image, caption: scene.caption)
-            let horizontal: Bool
-            switch scene.relation {
-            case .leftOf?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "left", with: "right")); horizontal = true
-            case .rightOf?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "right", with: "left")); horizontal = true
-            case .above?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "above", with: "below")); horizontal = false
-            case .below?: XCTAssertEqual(caption, scene.caption.replacingOccurrences(of: "below", with: "above")); horizontal = false
-            case nil: XCTAssertEqual(caption, scene.caption); horizontal = true
-            }
-            seen.insert(scene.relation.map { "\($0)" } ?? "none")
-            XCTAssertEqual(mirror, image.flipped(horizontally: horizontal))
-            XCTAssertEqual(mirror.flipped(horizontally: horizontal), image)
-        }
-        XCTAssertEqual(seen.count, 5, "every relation and none occur in 200 scenes")
-        // The flip itself: column x ↔ width−1−x, row y ↔ height−1−y.
-        let strip = RGBImage(width: 3, height: 2, pixels: (0..<18).map(UInt8.init))
-        XCTAssertEqual(strip.flipped(horizontally: true).pixels, [6, 7, 8, 3, 4, 5, 0, 1, 2, 15, 16, 17, 12, 13, 14, 9, 10, 11])
-        XCTAssertEqual(strip.flipped(horizontally: false).pixels, Array((9..<18).map(UInt8.init)) + (0..<9).map(UInt8.init))
-        XCTAssertEqual(strip.shifted(dx: 1, dy: 0).pixels, [0, 1, 2, 0, 1, 2, 3, 4, 5, 9, 10, 11, 9, 10, 11, 12, 13, 14])
-        XCTAssertEqual(strip.shifted(dx: 0, dy: -1).pixels, Array((9..<18).map(UInt8.init)) + (9..<18).map(UInt8.init))
-        XCTAssertEqual(CaptionNegatives.hardNegative("a red circle above a blue square"), "a red circle below a blue square")
-        XCTAssertEqual(CaptionNegatives.hardNegative("a red circle and an orange square"), "an orange circle and a red square")
-        XCTAssertNil(CaptionNegatives.hardNegative("a red circle"))
-    }
-
-    func testAttributeNegativesChangeOneShapeAndOneColour() throws {
-        let shapes = Set(ShapeKind.allCases.map(\.name)), colors = Set(ShapeColor.allCases.map(\.name))
-        let world = ShapesWorld(seed: 4)
-        var rng = Philox(seed: 1)
-        for index in 0..<100 {
-            let caption = world.scene(at: index).caption
-            let negatives = CaptionNegatives.attributeNegatives(caption, using: &rng)
-            XCTAssertEqual(negatives.count, 2, caption)
-            let words = caption.split(separator: " ")
-            for (negative, vocabulary) in zip(negatives, [shapes, colors]) {
-                let changed = zip(words, negative.split(separator: " ")).filter { $0.0 != $0.1 }
-                // One word of the vocabulary replaced by another; at most the article before it follows.
-                let attribute = changed.filter { vocabulary.contains(String($0.0)) }
-                XCTAssertEqual(attribute.count, 1, "\(caption) → \(negative)")
-                XCTAssertTrue(attribute.allSatisfy { vocabulary.contains(String($0.1)) })
-                XCTAssertTrue(changed.allSatisfy { vocabulary.contains(String($0.0)) || $0.0 == "a" || $0.0 == "an" })
-                XCTAssertEqual(negative.split(separator: " ").count, words.count)
-            }
-        }
-        var again = Philox(seed: 7), once = Philox(seed: 7)
-        XCTAssertEqual(CaptionNegatives.attributeNegatives("an orange circle", using: &again),
-                       CaptionNegatives.attributeNegatives("an orange circle", using: &once), "a pure function of the generator")
-        var g = Philox(seed: 2)
-        for _ in 0..<20 {
-            let colour = CaptionNegatives.attributeNegatives("an orange circle", using: &g)[1]
-            XCTAssertTrue(colour.hasPrefix("a ") && !colour.hasPrefix("a orange"), colour)  // the article follows the colour
-        }
-        XCTAssertEqual(CaptionNegatives.attributeNegatives("a photo of a dog", using: &g), [])
-    }
-
-    func testBindingNegativesSwapAndCopyAttributesBetweenTheTwoObjects() {
-        XCTAssertEqual(CaptionNegatives.bindingNegatives("a red circle above a blue square"),
-                       ["a red square above a blue circle", "a red circle above a blue circle",
-                        "a red square above a blue square", "a blue circle above a red square"])
-        XCTAssertEqual(CaptionNegatives.bindingNegatives("an orange cross to the left of a large red cross"),
-                       ["a red cross to the left of a large orange cross"], "equal shapes: only the colours swap")
-        XCTAssertEqual(CaptionNegatives.bindingNegatives("a small green triangle and a small green circle"),
-                       ["a small green circle and a small green triangle", "a small green triangle and a small green triangle",
-                        "a small green circle and a small green circle"])
-        XCTAssertEqual(CaptionNegatives.bindingNegatives("a red circle"), [])
-        XCTAssertEqual(CaptionNegatives.bindingNegatives("a photo of a dog"), [])
     }
 
     func testPriorLossFalls() throws {

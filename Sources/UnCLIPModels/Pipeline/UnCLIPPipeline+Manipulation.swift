@@ -29,12 +29,6 @@ public struct DDIMOptions: Sendable {
         self.inversionRefinements = inversionRefinements
     }
 
-    /// The text-diff defaults: plain DDIM inversion (no refinements) over 25 steps. Measured on the embedded model
-    /// (docs/manipulations.md, 100 red circles): 99 % turn into a blue circle and 93 % stay within 8 px, against 54 % /
-    /// 32 % with an exact inversion (50 steps, 3 refinements; variations and interpolations use 6) — an x_T that
-    /// reproduces the red circle exactly pulls the rotated embedding's picture back toward it.
-    public static let textDiff = DDIMOptions(steps: 25, inversionRefinements: 0)
-
     /// Throws a `PipelineArgumentError` naming the first setting out of range.
     public func validate() throws {
         func check(_ ok: Bool, _ message: String) throws { if !ok { throw PipelineArgumentError(message) } }
@@ -249,7 +243,7 @@ extension UnCLIPPipeline {
     /// the image embedding's norm, and z_θ = slerp(z_i, z_d, θ) for each θ, decoded from the image's inverted x_T.
     /// Returns [θ count, H, W, 3] in [0, 1].
     public func textDiff(_ image: RGBImage, from source: String, to target: String, thetas: [Float],
-                         options: DDIMOptions = .textDiff, noise: inout some NoiseSource,
+                         options: DDIMOptions, noise: inout some NoiseSource,
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         guard !thetas.isEmpty else { throw PipelineArgumentError("text diff: no θ values") }
         guard thetas.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) else {

@@ -1,8 +1,7 @@
 import Foundation
 import XCTest
 import UnCLIPImage
-import UnCLIPTraining
-@testable import UnCLIPEvaluation
+@testable import UnCLIPShapesWorld
 
 /// The scene's caption with the two objects' colours exchanged ("a red circle above a blue cross" →
 /// "a blue circle above a red cross").

@@ -1,5 +1,4 @@
 import UnCLIPImage
-import UnCLIPTraining
 
 /// How well one image matches its caption.
 ///

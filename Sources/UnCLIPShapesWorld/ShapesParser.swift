@@ -1,6 +1,5 @@
 import Foundation
 import UnCLIPImage
-import UnCLIPTraining
 
 /// An object found in an image by `ShapesParser`; geometry in canvas units (pixels of the 128 × 128 canvas).
 public struct DetectedObject: Equatable, Sendable, CustomStringConvertible {

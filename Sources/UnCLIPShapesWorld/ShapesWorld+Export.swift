@@ -52,6 +52,8 @@ public func exportShapesWorld(count: Int, seed: UInt64, to directory: URL,
     let queue = OperationQueue()
     queue.maxConcurrentOperationCount = 8
     for start in stride(from: 0, to: count, by: batch) {
+        // The batches call `progress` under the state's lock, one at a time, so it need not be Sendable.
+        nonisolated(unsafe) let report = progress
         queue.addOperation {
             let range = start..<min(count, start + batch)
             var batchLines: [String] = []
@@ -71,7 +73,7 @@ public func exportShapesWorld(count: Int, seed: UInt64, to directory: URL,
                 state.fail(error)
                 return
             }
-            state.finish(range, lines: batchLines, progress: progress)
+            state.finish(range, lines: batchLines, progress: report)
         }
     }
     queue.waitUntilAllOperationsAreFinished()

@@ -1,5 +1,3 @@
-import UnCLIPTraining
-
 /// An object a caption names.
 public struct ExpectedObject: Equatable, Sendable {
     public var color: ShapeColor
