@@ -19,23 +19,29 @@ struct Evaluate: ParsableCommand {
             relations get lost: does CLIP's text prefer a scene's true caption over the reversed relation, does its \
             image embedding tell a scene from its mirror image, does the prior's sample (50 % is chance); and, on \
             every two-object scene, does CLIP prefer the true caption over one with a shape or a colour changed, or \
-            the two colours or the two shapes swapped.
+            the two colours or the two shapes swapped. --task inpainting: renders of "a red circle to the left of a \
+            blue square" with the right half repainted toward "a red circle to the left of a green triangle" \
+            (`unclip edit`, its RePaint options below): whole-caption accuracy of the edit, mean difference of the \
+            unmasked half from the input, time per edit.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
-        case captions, inversion, textdiff, relations
+        case captions, inversion, textdiff, relations, inpainting
     }
 
-    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, or relations (does CLIP read them).")
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), or inpainting.")
     var task: Task = .captions
 
-    @Option(help: "Cases for --task inversion / textdiff.")
+    @Option(help: "Cases for --task inversion / textdiff / inpainting.")
     var cases = 50
 
     /// The DDIM pass of --task inversion / textdiff.
     @OptionGroup var inversion: InversionArguments
 
     @OptionGroup var model: ModelOptions
+
+    /// RePaint's settings of --task inpainting.
+    @OptionGroup var inpainting: InpaintingArguments
 
     @Option(help: "Number of prompts (ShapesWorld captions from a seed the trainers do not use).")
     var prompts = 200
@@ -49,7 +55,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Seed of the sampling noise.")
     var seed: UInt64 = 1
 
-    @Option(help: "Write a labelled grid of the first prompts' images here (--task textdiff: every case, input beside its edit).")
+    @Option(help: "Write a labelled grid of the first prompts' images here (--task textdiff / inpainting: every case, input beside its edit).")
     var grid: String?
 
     @Option(help: "Classifier-free guidance scale of the prior (default: the model's).")
@@ -58,7 +64,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Classifier-free guidance scale of the decoder (default: the model's).")
     var decoderGuidance: Float?
 
-    @Flag(help: "Print every image's verdict and the objects the parser found (--task textdiff: every case).")
+    @Flag(help: "Print every image's verdict and the objects the parser found (--task textdiff / inpainting: every case).")
     var verbose = false
 
     @Flag(help: "Skip the prior: decode the CLIP image embedding of each prompt's ground-truth render (measures the decoder alone).")
@@ -87,6 +93,20 @@ struct Evaluate: ParsableCommand {
             if let priorGuidance { sampling.priorGuidance = priorGuidance }
             print(try probeRelations(pipeline: pipeline, scenes: prompts, sampling: sampling, noiseSeed: seed))
             return
+        case .inpainting:
+            var sampling = pipeline.defaultOptions
+            if let priorGuidance { sampling.priorGuidance = priorGuidance }
+            if let decoderGuidance { sampling.decoderGuidance = decoderGuidance }
+            let settings = try inpainting.options()
+            print("sampling: prior \(sampling.priorSteps) steps, guidance \(sampling.priorGuidance); decoder \(sampling.decoderSteps) steps, guidance \(sampling.decoderGuidance); super-resolution \(sampling.superResSteps) steps; RePaint jump \(settings.jumpLength), resampling \(settings.resampling), super-resolution jump \(settings.superResJumpLength), resampling \(settings.superResResampling), upsampler known region \(settings.upsamplerKnownRegion.rawValue), mask \(settings.maskResampling.rawValue)")
+            let bar = ProgressBar("inpainting", total: cases)
+            let report = try evaluateInpainting(pipeline: pipeline, cases: cases, options: sampling, inpainting: settings) { done, _ in
+                bar.update(done)
+            }
+            if verbose { report.results.enumerated().forEach { print("case \($0.offset): \($0.element)") } }
+            if let grid { try writeInpaintingGrid(report, to: grid) }
+            print(report)
+            return
         case .textdiff:
             let bar = ProgressBar("text diff", total: cases)
             let options = inversion.options(eta: 0, defaults: .shapesWorldTextDiff)
@@ -113,6 +133,21 @@ struct Evaluate: ParsableCommand {
         let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
         print(report)
     }
+}
+
+/// Each case's input (the repainted half shown as a checkerboard) beside its edit, labelled with the verdict, four
+/// pairs to a row.
+func writeInpaintingGrid(_ report: InpaintingReport, to path: String) throws {
+    var images: [RGBImage] = [], labels: [String] = []
+    for (k, result) in report.results.enumerated() {
+        let side = result.input.width
+        let mask = try InpaintingMask(width: side, height: side, repaint: (0..<(side * side)).map { $0 % side >= side / 2 })
+        images += [maskedForDisplay(result.input, mask), result.edited]
+        labels += ["\(k)", (result.check.correct ? "ok " : "NO ") + String(format: "%.1f", result.unmaskedDifference)]
+    }
+    let title = "inpainting: right half repainted as \"\(report.prompt)\" (label: verdict, unmasked half mean difference in levels)"
+    try RGBImage.labelledGrid(images, labels: labels, columns: 8, title: title).writePNG(to: URL(fileURLWithPath: path))
+    print("wrote \(path)")
 }
 
 /// Each case's input beside its edit, labelled with the parser's verdict, four pairs to a row.

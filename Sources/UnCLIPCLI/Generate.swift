@@ -19,25 +19,14 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
     @OptionGroup var sampling: SamplingArguments
-
-    @Option(help: "Prior denoising steps (default: the model's; diffusers' 25).")
-    var priorSteps: Int?
-
-    @Option(help: "Classifier-free guidance scale of the prior (default: the model's; diffusers' 4, the embedded model's 2).")
-    var priorGuidance: Float?
+    @OptionGroup var prior: PriorArguments
 
     @Option(name: .shortAndLong, help: "Output PNG (with -n > 1: a grid, plus numbered files beside it).")
     var output = "unclip.png"
 
-    func validate() throws {
-        if let priorSteps, priorSteps < 2 { throw ValidationError("--prior-steps must be at least 2 (got \(priorSteps))") }
-    }
-
     func run() throws {
         let pipeline = try model.pipeline()
-        var options = try sampling.options(for: pipeline)
-        if let priorSteps { options.priorSteps = priorSteps }
-        if let priorGuidance { options.priorGuidance = priorGuidance }
+        let options = prior.applied(to: try sampling.options(for: pipeline))
         var noise = try sampling.noiseSource()
         let progress = StageProgress(quiet: sampling.quiet)
         let start = Date()

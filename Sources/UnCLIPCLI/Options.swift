@@ -67,6 +67,27 @@ struct SamplingArguments: ParsableArguments {
     }
 }
 
+/// The prior's settings shared by `generate` and `edit`.
+struct PriorArguments: ParsableArguments {
+    @Option(help: "Prior denoising steps (default: the model's; diffusers' 25).")
+    var priorSteps: Int?
+
+    @Option(help: "Classifier-free guidance scale of the prior (default: the model's; diffusers' 4, the embedded model's 2).")
+    var priorGuidance: Float?
+
+    func validate() throws {
+        if let priorSteps, priorSteps < 2 { throw ValidationError("--prior-steps must be at least 2 (got \(priorSteps))") }
+    }
+
+    /// `options` with the settings given here.
+    func applied(to options: SamplingOptions) -> SamplingOptions {
+        var o = options
+        if let priorSteps { o.priorSteps = priorSteps }
+        if let priorGuidance { o.priorGuidance = priorGuidance }
+        return o
+    }
+}
+
 /// Writes pipeline output images ([B, H, W, 3] in [0, 1]) as PNG: one file, or numbered files plus a grid.
 func writeImages(_ images: Tensor, to path: String) throws -> [String] {
     let list = UnCLIPPipeline.images(from: images)

@@ -11,12 +11,13 @@ public struct UnCLIPCommand: ParsableCommand {
         abstract: "unCLIP (DALL·E 2) in Swift: text → CLIP → prior → decoder → super-resolution.",
         discussion: """
             `unclip generate "a red circle above a blue square"` draws with the embedded ShapesWorld model; \
-            `--model DIR` uses any diffusers-layout unCLIP directory (e.g. Karlo). `vary`, `interpolate` and \
+            `--model DIR` uses any diffusers-layout unCLIP directory (e.g. Karlo). `edit` repaints the transparent \
+            (or --mask'ed) region of an image to fit a prompt (inpainting, RePaint). `vary`, `interpolate` and \
             `textdiff` are the paper's image manipulations (on DDIM-inverted latents), `classify` is zero-shot CLIP. \
             `unclip train all` trains a model from scratch, `unclip evaluate` scores it, `unclip selftest` checks \
             the engine on this machine.
             """,
-        subcommands: [Generate.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
+        subcommands: [Generate.self, Edit.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 
     /// Runs the command, first making libgomp's idle threads sleep instead of spin unless the user chose a policy.
     ///

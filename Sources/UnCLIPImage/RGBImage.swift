@@ -131,10 +131,19 @@ extension RGBImage {
 
     // libpng's simplified API runs every libpng call under its own setjmp inside C and reports failure as a
     // status and a message, so no longjmp ever crosses a Swift frame.
-    private static let pngFormatFlagAlpha: UInt32 = 0x01
-    private static let pngFormatFlagColor: UInt32 = 0x02
+    static let pngFormatFlagAlpha: UInt32 = 0x01
+    static let pngFormatFlagColor: UInt32 = 0x02
 
     private static func decodePNG(_ data: Data, name: String) throws -> RGBImage {
+        let decoded = try decodePNGPixels(data, name: name)
+        guard decoded.hasAlpha else { return RGBImage(width: decoded.width, height: decoded.height, pixels: decoded.bytes) }
+        return RGBImage(width: decoded.width, height: decoded.height, pixels: compositeOverWhite(rgba: decoded.bytes))
+    }
+
+    /// A PNG's pixels as 8-bit RGB, or RGBA (straight, not premultiplied) when the file has an alpha channel (an
+    /// alpha sample or a tRNS chunk); grayscale and palette images become RGB, 16-bit samples are scaled to 8 bits.
+    /// The dimensions are checked against `maxPixelCount` before anything is allocated.
+    static func decodePNGPixels(_ data: Data, name: String) throws -> (width: Int, height: Int, bytes: [UInt8], hasAlpha: Bool) {
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&image) }
@@ -155,11 +164,10 @@ extension RGBImage {
             png_image_finish_read(&image, nil, $0.baseAddress, Int32(width * channels), nil)
         }
         guard finished != 0 else { throw ImageError.decodeFailed(file: name, format: "PNG", reason: pngMessage(image)) }
-        if !hasAlpha { return RGBImage(width: width, height: height, pixels: buffer) }
-        return RGBImage(width: width, height: height, pixels: compositeOverWhite(rgba: buffer))
+        return (width, height, buffer, hasAlpha)
     }
 
-    private static func pngMessage(_ image: png_image) -> String {
+    static func pngMessage(_ image: png_image) -> String {
         var message = image.message
         let text = withUnsafeBytes(of: &message) { raw in
             String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
@@ -226,35 +234,45 @@ extension RGBImage {
 extension RGBImage {
     /// Encodes the image as an 8-bit RGB PNG.
     public func pngData() throws -> Data {
+        try Self.encodePNG(pixels, width: width, height: height, alpha: false)
+    }
+
+    /// Encodes interleaved 8-bit RGB (or RGBA, straight alpha) bytes as a PNG.
+    static func encodePNG(_ bytes: [UInt8], width: Int, height: Int, alpha: Bool) throws -> Data {
         guard width > 0, height > 0 else { throw ImageError.encodeFailed(file: "<memory>", reason: "the image is \(width)x\(height)") }
         var image = png_image()
         image.version = UInt32(PNG_IMAGE_VERSION)
         image.width = UInt32(width)
         image.height = UInt32(height)
-        image.format = Self.pngFormatFlagColor
+        image.format = pngFormatFlagColor | (alpha ? pngFormatFlagAlpha : 0)
         defer { png_image_free(&image) }
         var size = 0
         // First pass measures, second pass writes.
-        let measured = pixels.withUnsafeBytes {
+        let measured = bytes.withUnsafeBytes {
             png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, 0, nil)
         }
-        guard measured != 0, size > 0 else { throw ImageError.encodeFailed(file: "<memory>", reason: Self.pngMessage(image)) }
+        guard measured != 0, size > 0 else { throw ImageError.encodeFailed(file: "<memory>", reason: pngMessage(image)) }
         var out = Data(count: size)
         let written = out.withUnsafeMutableBytes { dst in
-            pixels.withUnsafeBytes { png_image_write_to_memory(&image, dst.baseAddress, &size, 0, $0.baseAddress, 0, nil) }
+            bytes.withUnsafeBytes { png_image_write_to_memory(&image, dst.baseAddress, &size, 0, $0.baseAddress, 0, nil) }
         }
-        guard written != 0 else { throw ImageError.encodeFailed(file: "<memory>", reason: Self.pngMessage(image)) }
+        guard written != 0 else { throw ImageError.encodeFailed(file: "<memory>", reason: pngMessage(image)) }
         return out.prefix(size)
     }
 
-    /// Writes the image as a PNG file, atomically (a temporary file, then a rename).
-    public func writePNG(to url: URL) throws {
+    /// Writes PNG bytes to a file atomically (a temporary file, then a rename).
+    static func writePNG(_ encode: () throws -> Data, to url: URL) throws {
         let data: Data
-        do { data = try pngData() } catch let ImageError.encodeFailed(_, reason) {
+        do { data = try encode() } catch let ImageError.encodeFailed(_, reason) {
             throw ImageError.encodeFailed(file: url.path, reason: reason)
         }
         do { try data.write(to: url, options: .atomic) } catch {
             throw ImageError.io(file: url.path, reason: "cannot write the file (\(error.localizedDescription))")
         }
+    }
+
+    /// Writes the image as a PNG file, atomically (a temporary file, then a rename).
+    public func writePNG(to url: URL) throws {
+        try Self.writePNG({ try pngData() }, to: url)
     }
 }

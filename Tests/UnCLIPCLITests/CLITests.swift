@@ -114,3 +114,59 @@ extension CLITests {
         XCTAssertEqual(shapes.args.clipConfiguration(asked).captionRecipe, CLIPCaptionRecipe.none)
     }
 }
+
+extension CLITests {
+    func testEditRepaintsTheTransparentRegion() throws {
+        let dir = Self.parity.appendingPathComponent("tiny_karlo_structure").path
+        let side = 64
+        var pixels = [UInt8](repeating: 0, count: side * side * 3)
+        for i in 0..<(side * side) { pixels[3 * i] = UInt8(i % side * 4); pixels[3 * i + 1] = 120; pixels[3 * i + 2] = UInt8(i / side * 4) }
+        let rgb = RGBImage(width: side, height: side, pixels: pixels)
+        let rightHalfClear = (0..<(side * side)).map { $0 % side >= 32 ? UInt8(0) : 255 }
+        let withAlpha = temporaryFile("input.png")
+        try AlphaImage(image: rgb, alpha: rightHalfClear).writePNG(to: withAlpha)
+        let fast = ["--model", dir, "--prior-steps", "2", "--decoder-steps", "4", "--super-res-steps", "2",
+                    "--jump-length", "2", "--resampling", "2", "--quiet"]
+        func leftHalfDifference(_ image: RGBImage) -> Int {
+            var worst = 0
+            for y in 0..<side { for x in 0..<32 { for c in 0..<3 {
+                worst = max(worst, abs(Int(image.pixels[3 * (y * side + x) + c]) - Int(rgb.pixels[3 * (y * side + x) + c])))
+            } } }
+            return worst
+        }
+        // The image's own alpha marks the region.
+        let out = temporaryFile("edit.png")
+        try run(["edit", withAlpha.path, "a frog on a leaf", "-o", out.path] + fast)
+        let edited = try RGBImage(contentsOf: out)
+        XCTAssertEqual([edited.width, edited.height], [side, side])
+        XCTAssertLessThanOrEqual(leftHalfDifference(edited), 1)
+        // A separate mask for an opaque image; -n 2 writes numbered files and a grid with the input.
+        let opaque = temporaryFile("opaque.png"), mask = temporaryFile("mask.png")
+        try rgb.writePNG(to: opaque)
+        try AlphaImage(image: RGBImage(width: side, height: side), alpha: rightHalfClear).writePNG(to: mask)
+        let grid = temporaryFile("grid.png")
+        try run(["edit", opaque.path, "--mask", mask.path, "a frog on a leaf", "-n", "2", "--seed", "3", "-o", grid.path] + fast)
+        let stem = grid.deletingPathExtension().path
+        addTeardownBlock { for i in 1...2 { try? FileManager.default.removeItem(atPath: "\(stem)-\(i).png") } }
+        for i in 1...2 { XCTAssertLessThanOrEqual(leftHalfDifference(try RGBImage(contentsOf: URL(fileURLWithPath: "\(stem)-\(i).png"))), 1) }
+        XCTAssertGreaterThan(try RGBImage(contentsOf: grid).width, 3 * side)
+        // Without a region to repaint, or with a mask that cannot be one, the command says what to do.
+        XCTAssertThrowsError(try run(["edit", opaque.path, "a frog", "-o", out.path] + fast)) {
+            XCTAssertTrue("\($0)".contains("no alpha channel") && "\($0)".contains("--mask"), "\($0)")
+        }
+        XCTAssertThrowsError(try run(["edit", opaque.path, "--mask", opaque.path, "a frog", "-o", out.path] + fast)) {
+            XCTAssertTrue("\($0)".contains("the mask") && "\($0)".contains("alpha 0"), "\($0)")
+        }
+        let smallMask = temporaryFile("small-mask.png")
+        try AlphaImage(image: RGBImage(width: 8, height: 8), alpha: Array(repeating: 0, count: 64)).writePNG(to: smallMask)
+        XCTAssertThrowsError(try run(["edit", opaque.path, "--mask", smallMask.path, "a frog", "-o", out.path] + fast)) {
+            XCTAssertTrue("\($0)".contains("8×8") && "\($0)".contains("same size"), "\($0)")
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["edit", opaque.path, "x", "--resampling", "0"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("resampling"))
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["edit", opaque.path, "x", "--upsampler-known-region", "maybe"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("replace"))
+        }
+    }
+}

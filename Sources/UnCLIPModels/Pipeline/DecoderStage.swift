@@ -71,6 +71,22 @@ public struct UnCLIPDecoder {
         return small
     }
 
+    /// Inpainting (RePaint) with the unCLIP scheduler → images [B, 3, s, s] in [−1, 1]: `sample`'s run with the known
+    /// region (at the decoder's resolution) replaced after every step and the jumps of `schedule`; the sampler's draws
+    /// are those of `sample`, the known region's and the jumps' come from the decoder's auxiliary streams.
+    public func inpaint(_ c: DecoderConditioning, batch b: Int, steps: Int, guidance scale: Float, known: KnownRegion,
+                        schedule: ResamplingSchedule, noise: inout some NoiseSource, observer: RunObserver) throws -> Tensor {
+        var scheduler = self.scheduler
+        try scheduler.setTimesteps(steps)
+        var loop = DenoisingLoop(scheduler, stage: .decoder, guidance: guidance(c, scale: scale), observer: observer)
+        let s = sampleSize
+        let x = try loop.initialLatent([b, unet.config.inChannels, s, s], noise: &noise) * scheduler.initNoiseSigma
+        let small = try loop.inpaint(from: x, known: known, schedule: schedule, noise: &noise, model: denoiser(c))
+            .clamped(min: -1, max: 1)
+        observer.emit("image_small", small)
+        return small
+    }
+
     /// DDIM sampling from latents x_T [N, 3, s, s] → images in [−1, 1]; with η > 0 the step noise is drawn for the
     /// decoder stage.
     public func sampleDDIM(latents: Tensor, _ c: DecoderConditioning, options: DDIMOptions, noise: inout some NoiseSource,

@@ -98,6 +98,18 @@ public actor UnCLIPModel {
         }
     }
 
+    /// Inpainting (`UnCLIPPipeline.edit`) with seeded noise: `image` with its `mask`ed region repainted to fit `prompt`.
+    public nonisolated func edit(image: RGBImage, mask: InpaintingMask, prompt: String, options: SamplingOptions,
+                                 inpainting: InpaintingOptions = InpaintingOptions(), seed: UInt64,
+                                 progress: (@Sendable (PipelineProgress) -> Void)? = nil) async throws -> [RGBImage] {
+        try await run { pipeline in
+            var noise = SeededNoise(seed: seed)
+            return UnCLIPPipeline.images(from: try pipeline.edit(image, mask: mask, prompt: prompt, options: options,
+                                                                 inpainting: inpainting, noise: &noise,
+                                                                 progress: Self.handler(progress)))
+        }
+    }
+
     static func handler(_ progress: (@Sendable (PipelineProgress) -> Void)?) -> ((PipelineProgress) -> Bool)? {
         progress.map { report in { report($0); return true } }
     }

@@ -118,17 +118,29 @@ extension UnCLIPPipeline {
             let tensors = images.map { image -> Tensor in
                 let side = min(image.width, image.height)
                 let square = image.width == image.height ? image : image.centerCropped(width: side, height: side)
-                var t = square.tensor()
-                var factor = side / s
-                guard side % s == 0 && factor & (factor - 1) == 0 else { return t.resizedBicubicAntialiased(height: s, width: s) }
-                while factor > 1 {
-                    t = t.avgPool2x2()
-                    factor /= 2
-                }
-                return t
+                return Self.resized(square, to: s)
             }
             return Tensor.concat(tensors, axis: 0)
         }
+    }
+
+    /// Whether a square image of `side` pixels reaches `size` by area averaging (repeated 2 × 2 means: `side` is
+    /// `size` times a power of two) rather than antialiased bicubic.
+    static func resizesByAreaAveraging(side: Int, to size: Int) -> Bool {
+        let factor = side / size
+        return side % size == 0 && factor & (factor - 1) == 0
+    }
+
+    /// A square image as [1, 3, size, size] in [−1, 1], resized as `decoderInput` does.
+    static func resized(_ square: RGBImage, to size: Int) -> Tensor {
+        var t = square.tensor()
+        guard resizesByAreaAveraging(side: square.width, to: size) else { return t.resizedBicubicAntialiased(height: size, width: size) }
+        var factor = square.width / size
+        while factor > 1 {
+            t = t.avgPool2x2()
+            factor /= 2
+        }
+        return t
     }
 
     /// The decoder's sample size, from its config.

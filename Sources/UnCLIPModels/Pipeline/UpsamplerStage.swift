@@ -28,13 +28,16 @@ public struct Upsampler {
 
     /// The low-resolution images [B, C, h, w] in [−1, 1] → the stage's output [B, C, H, W].
     ///
-    /// `use` runs a UNet's component (the pipeline loads and releases it).
+    /// `use` runs a UNet's component (the pipeline loads and releases it). With `known` (the known region at a sample
+    /// size), the stage inpaints: RePaint's known-region replacement after every step and the jumps of `schedule`
+    /// (`DenoisingLoop.inpaint`); without it the stage samples as diffusers does.
     func run(_ small: Tensor, steps: Int, noise: inout some NoiseSource, observer: RunObserver,
+             known: ((Int) throws -> KnownRegion)? = nil, schedule: ResamplingSchedule = .none,
              use: (Component<UNet2DModel>, (UNet2DModel) throws -> Void) throws -> Void) throws -> Tensor {
         var scheduler = self.scheduler
         try scheduler.setTimesteps(steps)
         var loop = DenoisingLoop(scheduler, stage: stage, observer: observer)
-        var x: Tensor? = nil, upscaled: Tensor? = nil
+        var x: Tensor? = nil, upscaled: Tensor? = nil, region: KnownRegion? = nil
         let upscaledName = stage == .superResolution(0) ? "image_upscaled" : "\(stage.key).image_upscaled"
         func denoise(_ unet: UNet2DModel, _ indices: Range<Int>) throws {
             let size = unet.config.sampleSize
@@ -46,8 +49,12 @@ public struct Upsampler {
             if x == nil {
                 x = try loop.initialLatent([small.shape[0], small.shape[1], size, size], noise: &noise) * scheduler.initNoiseSigma
             }
-            x = try loop.run(from: x!, steps: indices, noise: &noise) { input, t in
-                unet(Tensor.concat([input, upscaled!], axis: 1), timestep: t)
+            func model(_ input: Tensor, _ t: Int) -> Tensor { unet(Tensor.concat([input, upscaled!], axis: 1), timestep: t) }
+            if let known {
+                if region == nil { region = try known(size) }
+                x = try loop.inpaint(from: x!, steps: indices, known: region!, schedule: schedule, noise: &noise, model: model)
+            } else {
+                x = try loop.run(from: x!, steps: indices, noise: &noise, model: model)
             }
         }
         let count = scheduler.timesteps.count

@@ -38,6 +38,8 @@ public struct DenoisingLoop<Sampler: DiffusionSampler> {
     public var observer: RunObserver
     /// The index of the stage's next noise draw.
     public var nextDraw = 1
+    /// The indices of the next draws of the stage's auxiliary streams (inpainting: `inpaint(...)`), from 0.
+    public var nextAuxiliaryDraw: [AuxiliaryNoise: Int] = [:]
 
     public init(_ sampler: Sampler, stage: Stage, guidance: Guidance = .off, traceName: String? = nil,
                 observer: RunObserver = RunObserver()) {
@@ -59,30 +61,36 @@ public struct DenoisingLoop<Sampler: DiffusionSampler> {
         let timesteps = sampler.timesteps
         var x = x
         for i in steps ?? timesteps.indices {
-            let t = timesteps[i]
-            func predict(_ at: Tensor) throws -> Tensor {
-                let input = guidance.modelInput(at)
-                observer.emit("\(traceName).step.\(i).input", input)
-                let output = try model(input, t)
-                observer.emit("\(traceName).step.\(i).output", output)
-                let guided = guidance.combine(output)
-                observer.emit("\(traceName).step.\(i).model_output", guided)
-                return guided
-            }
-            let output = try predict(x)
-            var stepNoise: Tensor? = nil
-            if let shape = sampler.noiseShape(step: i, modelOutputShape: output.shape, sampleShape: x.shape) {
-                stepNoise = try noise.noise(stage: stage, index: nextDraw, shape: shape)
-                nextDraw += 1
-            }
-            var next = try sampler.step(i, modelOutput: output, sample: x, noise: stepNoise)
-            for _ in 0..<sampler.refinements {
-                next = try sampler.refine(i, modelOutput: try predict(next), sample: x, estimate: next)
-            }
-            x = next
-            observer.emit("\(traceName).latents.\(i + 1)", x)
+            x = try step(i, from: x, noise: &noise, model: model)
             try observer.report(stage, step: i + 1, of: timesteps.count)
         }
         return x
+    }
+
+    /// Step `i` from `x`: the model (guided), the step's noise draw, the sampler's step and its refinements, traced.
+    mutating func step(_ i: Int, from x: Tensor, noise: inout some NoiseSource,
+                       model: (Tensor, Int) throws -> Tensor) throws -> Tensor {
+        let t = sampler.timesteps[i]
+        func predict(_ at: Tensor) throws -> Tensor {
+            let input = guidance.modelInput(at)
+            observer.emit("\(traceName).step.\(i).input", input)
+            let output = try model(input, t)
+            observer.emit("\(traceName).step.\(i).output", output)
+            let guided = guidance.combine(output)
+            observer.emit("\(traceName).step.\(i).model_output", guided)
+            return guided
+        }
+        let output = try predict(x)
+        var stepNoise: Tensor? = nil
+        if let shape = sampler.noiseShape(step: i, modelOutputShape: output.shape, sampleShape: x.shape) {
+            stepNoise = try noise.noise(stage: stage, index: nextDraw, shape: shape)
+            nextDraw += 1
+        }
+        var next = try sampler.step(i, modelOutput: output, sample: x, noise: stepNoise)
+        for _ in 0..<sampler.refinements {
+            next = try sampler.refine(i, modelOutput: try predict(next), sample: x, estimate: next)
+        }
+        observer.emit("\(traceName).latents.\(i + 1)", next)
+        return next
     }
 }
