@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Targets follow the dependency direction: C shims → tensor engine → modules → models → pipeline → CLI.
-// The engine is always optimised: a debug build of its kernels would make the test suite crawl.
-let engineSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+// Every library builds in Swift 6 language mode (strict concurrency). No unsafe flags: release builds are plain -O,
+// with the preconditions (shape checks, oneDNN status checks) compiled in; the tests run on a release build.
+let librarySettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
 let package = Package(
     name: "swift-unclip",
@@ -34,15 +35,15 @@ let package = Package(
         .target(name: "CJPEGDecode", dependencies: ["CJPEG"], linkerSettings: [.linkedLibrary("jpeg")]),
 
         .target(name: "UnCLIPTensor", dependencies: ["CDNNL", "COpenMP"],
-                swiftSettings: engineSettings + [.swiftLanguageMode(.v6)],
+                swiftSettings: librarySettings,
                 linkerSettings: [.linkedLibrary(":libgomp.so.1", .when(platforms: [.linux]))]),
-        .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
-        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
-        .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPNN", dependencies: ["UnCLIPTensor"], swiftSettings: librarySettings),
+        .target(name: "UnCLIPImage", dependencies: ["UnCLIPTensor", "CPNG", "CJPEGDecode", "CZlib"], swiftSettings: librarySettings),
+        .target(name: "UnCLIPModels", dependencies: ["UnCLIPTensor", "UnCLIPNN", "UnCLIPImage"], swiftSettings: librarySettings),
         // ShapesWorld (spec/shapesworld.md): scenes, renderer, caption grammar, its CLIP caption rewrites, parser and checker.
-        .target(name: "UnCLIPShapesWorld", dependencies: ["UnCLIPTensor", "UnCLIPImage"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
-        .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
-        .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: engineSettings + [.swiftLanguageMode(.v6)]),
+        .target(name: "UnCLIPShapesWorld", dependencies: ["UnCLIPTensor", "UnCLIPImage"], swiftSettings: librarySettings),
+        .target(name: "UnCLIPTraining", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: librarySettings),
+        .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: librarySettings),
         // The ShapesWorld pipeline trained by this project (docs/training.md), shipped as a resource (fp16, 15 MB).
         .target(name: "UnCLIPShapesModel", resources: [.copy("shapes-unclip")]),
         .target(name: "UnCLIPCLI", dependencies: [
