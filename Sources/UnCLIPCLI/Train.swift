@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UnCLIPModels
 import UnCLIPTraining
 
 /// Data and output options shared by the training subcommands.
@@ -38,15 +39,18 @@ struct TrainingArguments: ParsableArguments {
         data == nil ? c.defaultingCaptionRecipe(to: .shapesWorld) : c
     }
 
-    func load<T: Decodable>(_ type: T.Type, key: String?) throws -> T? {
+    func load<T: Decodable>(_ type: T.Type, stage: Stage?) throws -> T? {
         guard let config else { return nil }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: config)) } catch {
             throw ValidationError("--config: cannot read \(config)")
         }
-        if let key {
-            // A stage's settings may be given alone or inside a train-all file under the stage's key.
-            if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let sub = object[key] {
+        if let stage {
+            // A stage's settings may be given alone or inside a train-all file under the stage's key (or the
+            // earlier "superres").
+            let keys = [stage.key] + (stage == .superResolution(0) ? ["superres"] : [])
+            if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let sub = keys.lazy.compactMap({ object[$0] }).first {
                 return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
             }
         }
@@ -56,12 +60,12 @@ struct TrainingArguments: ParsableArguments {
 
 /// Draws a progress bar per stage from training events and prints the rest as lines.
 final class TrainingReporter {
-    private var bars: [String: ProgressBar] = [:]
+    private var bars: [Stage: ProgressBar] = [:]
 
     func handle(_ event: TrainingEvent) {
         switch event {
         case .step(let p):
-            let bar = bars[p.stage] ?? ProgressBar(p.stage, total: p.totalSteps)
+            let bar = bars[p.stage] ?? ProgressBar(p.stage.description, total: p.totalSteps)
             bars[p.stage] = bar
             bar.update(p.step, note: String(format: "loss %.4f  %.2f steps/s", p.smoothedLoss, p.stepsPerSecond))
         default:
@@ -93,7 +97,7 @@ struct Train: ParsableCommand {
             abstract: "Train every stage in order and leave a complete pipeline directory.",
             discussion: """
                 --config takes one JSON object with a section per stage ("tokenizer", "clip", "prior", "decoder", \
-                "superres"; each as its own subcommand's --config) and "sampling": the settings written to \
+                "super_res" (earlier "superres"); each as its own subcommand's --config) and "sampling": the settings written to \
                 OUT/unclip_defaults.json, which generate and evaluate use unless told otherwise (keys as diffusers' \
                 UnCLIPPipeline arguments; default {"prior_guidance_scale": 2, "decoder_guidance_scale": 3}, what \
                 measured best for ShapesWorld models; {} keeps diffusers' defaults). docs/training.md has the recipes.
@@ -102,7 +106,7 @@ struct Train: ParsableCommand {
 
         func run() throws {
             TrainingInterrupt.install()
-            var c = try args.load(TrainAllConfiguration.self, key: nil) ?? TrainAllConfiguration()
+            var c = try args.load(TrainAllConfiguration.self, stage: nil) ?? TrainAllConfiguration()
             let reporter = TrainingReporter()
             let start = Date()
             let outcomes: [TrainingOutcome]
@@ -124,7 +128,7 @@ struct Train: ParsableCommand {
         @OptionGroup var args: TrainingArguments
 
         func run() throws {
-            let c = try args.load(TokenizerTrainingConfiguration.self, key: "tokenizer") ?? TokenizerTrainingConfiguration()
+            let c = try args.load(TokenizerTrainingConfiguration.self, stage: .tokenizer) ?? TokenizerTrainingConfiguration()
             _ = try c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
             print("tokenizer in \(args.out)/tokenizer")
         }
@@ -136,7 +140,7 @@ struct Train: ParsableCommand {
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.clipConfiguration(args.load(CLIPTrainingConfiguration.self, key: "clip") ?? CLIPTrainingConfiguration())
+            let c = try args.clipConfiguration(args.load(CLIPTrainingConfiguration.self, stage: .clip) ?? CLIPTrainingConfiguration())
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }
@@ -147,7 +151,7 @@ struct Train: ParsableCommand {
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(PriorTrainingConfiguration.self, key: "prior") ?? PriorTrainingConfiguration()
+            let c = try args.load(PriorTrainingConfiguration.self, stage: .prior) ?? PriorTrainingConfiguration()
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }
@@ -158,18 +162,19 @@ struct Train: ParsableCommand {
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(DecoderTrainingConfiguration.self, key: "decoder") ?? DecoderTrainingConfiguration()
+            let c = try args.load(DecoderTrainingConfiguration.self, stage: .decoder) ?? DecoderTrainingConfiguration()
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }
 
     struct SuperRes: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "superres", abstract: "Train the 32 → 128 super-resolution UNet.")
+        static let configuration = CommandConfiguration(
+            commandName: Stage.superResolution(0).key, abstract: "Train the 32 → 128 super-resolution UNet.", aliases: ["superres"])
         @OptionGroup var args: TrainingArguments
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(SuperResTrainingConfiguration.self, key: "superres") ?? SuperResTrainingConfiguration()
+            let c = try args.load(SuperResTrainingConfiguration.self, stage: .superResolution(0)) ?? SuperResTrainingConfiguration()
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }

@@ -47,8 +47,8 @@ public func exportShapesWorld(count: Int, seed: UInt64, to directory: URL,
     let batch = 50
     let state = ExportState(count: count)
 
-    // Creating a file costs milliseconds on a virtual disk, far more than rendering (~35 µs) or encoding (~0.7 ms),
-    // so the work runs on more threads than cores: 8 threads export about 3× faster than 2 on two cores.
+    // Creating a file costs far more than rendering or encoding a scene (it waits on the disk, not the CPU), so the
+    // work runs on more threads than cores.
     let queue = OperationQueue()
     queue.maxConcurrentOperationCount = 8
     for start in stride(from: 0, to: count, by: batch) {

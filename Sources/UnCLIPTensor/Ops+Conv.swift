@@ -125,18 +125,16 @@ final class ConvBackwardWeights {
 
 /// Convolution weights already reordered into oneDNN's blocked layout, kept between inference calls.
 ///
-/// Reordering a large weight is not cheap next to a low-resolution convolution: measured single-threaded, a
-/// 1280→1280 3×3 weight (59 MB) takes 13 ms to reorder against 47 ms for the whole 2×1280×8×8 convolution. A weight
-/// is reused only while (a) its storage object is the same (a weak reference, so a freed and re-allocated block never
-/// matches), and (b) a checksum over every element still matches, which catches in-place writes (optimizer steps,
-/// EMA updates, `copyValues`) at the cost of one read pass — about a third of the reorder. Weights being
-/// differentiated in a recorded graph are never cached, and small weights (under `minElements`) are reordered
-/// each time because that is cheaper than the bookkeeping.
+/// Reordering a large weight costs a sizeable fraction of a low-resolution convolution (docs/benchmarks.md, "Caching
+/// reordered convolution weights", has the figures). A weight is reused only while (a) its storage object is the same
+/// (a weak reference, so a freed and re-allocated block never matches), and (b) a checksum over every element still
+/// matches, which catches in-place writes (optimizer steps, EMA updates, `copyValues`) at the cost of one read pass.
+/// Weights being differentiated in a recorded graph are never cached, and small weights (under `minElements`) are
+/// reordered each time because that is cheaper than the bookkeeping.
 ///
-/// The limit holds every convolution weight of one Karlo U-Net (2.43 GiB reordered for the decoder and for each
-/// super-resolution U-Net): a smaller limit makes the least-recently-used policy miss on every call of a U-Net step,
-/// which then pays the checksum, the reorder and a fresh allocation for each large weight (measured: 1.1–1.3 s of a
-/// decoder step). Entries of weights that were freed are dropped before each new reorder is allocated, so a pipeline
+/// The limit holds every convolution weight of one Karlo U-Net: with a smaller one the least-recently-used policy
+/// misses on every call of a U-Net step, which then pays the checksum, the reorder and a fresh allocation for each
+/// large weight. Entries of weights that were freed are dropped before each new reorder is allocated, so a pipeline
 /// that releases one stage's model before the next does not hold two models' reorders.
 final class ConvWeightCache: @unchecked Sendable {
     static let shared = ConvWeightCache()

@@ -37,7 +37,7 @@ public struct TokenizerTrainingConfiguration: Codable, Equatable, Sendable {
     @discardableResult
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> BPEVocabulary {
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "tokenizer") }
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .tokenizer) }
         let n = min(dataset.count, maxCaptions)
         var captions: [String] = []
         captions.reserveCapacity(n)
@@ -48,25 +48,25 @@ public struct TokenizerTrainingConfiguration: Codable, Equatable, Sendable {
                 continue
             }
             do { captions.append(try dataset.sample(index).caption) } catch {
-                progress(.skippedSample(stage: "tokenizer", index: index, message: "\(error)"))
+                progress(.skippedSample(stage: .tokenizer, index: index, message: "\(error)"))
             }
         }
         let vocabulary = try train(captions: captions)
         try ComponentWriter.writeTokenizer(vocabulary, to: out.appendingPathComponent("tokenizer"))
-        progress(.message(stage: "tokenizer", text: "learned \(vocabulary.merges.count) merges from \(captions.count) captions (vocabulary \(vocabulary.tokens.count))"))
+        progress(.message(stage: .tokenizer, text: "learned \(vocabulary.merges.count) merges from \(captions.count) captions (vocabulary \(vocabulary.tokens.count))"))
         return vocabulary
     }
 
     /// Learns merges from `captions`.
     public func train(captions: [String]) throws -> BPEVocabulary {
         guard maxMerges >= 0 else {
-            throw TrainingError.invalidConfiguration(stage: "tokenizer", option: "max_merges", value: "\(maxMerges)", rule: "0 or more")
+            throw TrainingError.invalidConfiguration(stage: Stage.tokenizer.key, option: "max_merges", value: "\(maxMerges)", rule: "0 or more")
         }
         guard minimumFrequency >= 1 else {
-            throw TrainingError.invalidConfiguration(stage: "tokenizer", option: "minimum_frequency", value: "\(minimumFrequency)", rule: "at least 1")
+            throw TrainingError.invalidConfiguration(stage: Stage.tokenizer.key, option: "minimum_frequency", value: "\(minimumFrequency)", rule: "at least 1")
         }
         guard modelMaxLength >= 3 else {
-            throw TrainingError.invalidConfiguration(stage: "tokenizer", option: "model_max_length", value: "\(modelMaxLength)", rule: "at least 3 (BOS, a token, EOS)")
+            throw TrainingError.invalidConfiguration(stage: Stage.tokenizer.key, option: "model_max_length", value: "\(modelMaxLength)", rule: "at least 3 (BOS, a token, EOS)")
         }
         return BPEVocabulary.learn(captions: captions, maxMerges: maxMerges, minimumFrequency: minimumFrequency,
                                    modelMaxLength: modelMaxLength)

@@ -141,7 +141,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
 
     func validate() throws {
         func check(_ ok: Bool, _ option: String, _ value: Int, _ rule: String) throws {
-            if !ok { throw TrainingError.invalidConfiguration(stage: "clip", option: option, value: "\(value)", rule: rule) }
+            if !ok { throw TrainingError.invalidConfiguration(stage: Stage.clip.key, option: option, value: "\(value)", rule: rule) }
         }
         try check(embeddingDim > 0 && embeddingDim % textHeads == 0, "embedding_dim", embeddingDim, "a positive multiple of text_heads")
         try check(visionWidth > 0 && visionWidth % visionHeads == 0, "vision_width", visionWidth, "a positive multiple of vision_heads")
@@ -149,13 +149,13 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         try check(textLayers >= 1 && visionLayers >= 1, "text_layers/vision_layers", min(textLayers, visionLayers), "at least 1")
         try check(viewShift >= 0 && viewShift < imageSize / 2, "view_shift", viewShift, "0 ..< image_size/2")
         if !(logitScaleInitValue.isFinite && logitScaleInitValue <= Float(Foundation.log(100.0))) {
-            throw TrainingError.invalidConfiguration(stage: "clip", option: "logit_scale_init_value", value: "\(logitScaleInitValue)",
+            throw TrainingError.invalidConfiguration(stage: Stage.clip.key, option: "logit_scale_init_value", value: "\(logitScaleInitValue)",
                                                      rule: "a finite number ≤ ln 100 (the scale is clamped at 100)")
         }
         if !(imageViewWeight >= 0 && imageViewWeight.isFinite) {
-            throw TrainingError.invalidConfiguration(stage: "clip", option: "image_view_weight", value: "\(imageViewWeight)", rule: "a finite number ≥ 0")
+            throw TrainingError.invalidConfiguration(stage: Stage.clip.key, option: "image_view_weight", value: "\(imageViewWeight)", rule: "a finite number ≥ 0")
         }
-        try training.validate(stage: "clip")
+        try training.validate(stage: .clip)
     }
 
     /// transformers' `CLIPTextConfig` for `text_encoder/config.json`.
@@ -201,8 +201,8 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "clip") }
-        let tokenizer = try loadTrainedTokenizer(out, stage: "clip")
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .clip) }
+        let tokenizer = try loadTrainedTokenizer(out, stage: .clip)
         let model = CLIPContrastiveModel(text: try CLIPTextModelWithProjection(textConfig(tokenizer: tokenizer)),
                                          vision: try CLIPVisionModelWithProjection(visionConfig()))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
@@ -212,11 +212,11 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
             try model.text.load(try source.weights("text_encoder"), ignoring: { $0.hasSuffix("position_ids") })
             try model.vision.load(try source.weights("image_encoder"), ignoring: { $0.hasSuffix("position_ids") })
             model.requiresGrad(true)
-            progress(.message(stage: "clip", text: "initialised text_encoder and image_encoder from \(initializeFrom)"))
+            progress(.message(stage: .clip, text: "initialised text_encoder and image_encoder from \(initializeFrom)"))
         }
 
-        let loop = try TrainingLoop(stage: "clip", model: model, schedule: training,
-                                    folder: out.appendingPathComponent("checkpoints/clip"), configJSON: try jsonString(self))
+        let loop = try TrainingLoop(stage: .clip, model: model, schedule: training,
+                                    folder: checkpointFolder(.clip, in: out), configJSON: try jsonString(self))
         try loop.restoreIfRequested(resume, progress: progress)
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let length = tokenizer.modelMaxLength
@@ -241,7 +241,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
             try ComponentWriter.writeFeatureExtractor(size: imageSize, mean: Self.imageMean, std: Self.imageStd,
                                                       to: out.appendingPathComponent("feature_extractor"))
             try ComponentWriter.writeModelIndex(in: out)
-            progress(.message(stage: "clip", text: "wrote text_encoder, image_encoder and feature_extractor (EMA weights)"))
+            progress(.message(stage: .clip, text: "wrote text_encoder, image_encoder and feature_extractor (EMA weights)"))
         }
         return outcome
     }
@@ -253,7 +253,7 @@ public struct CLIPTrainingConfiguration: Codable, Sendable {
         -> (images: [RGBImage], captions: [String], negatives: [String]) {
         let mirrored = shapesWorldRewrites && mirrorPairs
         var (images, captions) = loadBatch(dataset, indices: mirrored ? Array(indices.prefix((indices.count + 1) / 2)) : indices,
-                                           stage: "clip", progress: progress) { try downsampled($0, to: imageSize) }
+                                           stage: .clip, progress: progress) { try downsampled($0, to: imageSize) }
         if mirrored {
             let mirrors = zip(images, captions).map { CaptionNegatives.mirrorPair(image: $0, caption: $1) }
             images += mirrors.map(\.image)
@@ -393,7 +393,7 @@ func normalizedPixels(_ images: [RGBImage], mean: [Float], std: [Float]) -> Tens
 }
 
 /// The trained tokenizer in `out/tokenizer`, or an error saying to train it first.
-func loadTrainedTokenizer(_ out: URL, stage: String) throws -> CLIPTokenizer {
+func loadTrainedTokenizer(_ out: URL, stage: Stage) throws -> CLIPTokenizer {
     let folder = out.appendingPathComponent("tokenizer")
     guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("vocab.json").path) else {
         throw TrainingError.missingPrerequisite(stage: stage, path: folder.path, hint: "train the tokenizer first: `unclip train tokenizer`")
@@ -450,7 +450,7 @@ final class FrozenCLIP {
     /// The empty caption's encoding: what the pipelines use for the unconditional branch.
     let empty: (embeds: Tensor, hidden: Tensor, mask: [Int])
 
-    init(out: URL, stage: String) throws {
+    init(out: URL, stage: Stage) throws {
         for component in ["tokenizer", "text_encoder", "image_encoder", "feature_extractor"] {
             let path = out.appendingPathComponent(component).path
             guard FileManager.default.fileExists(atPath: path) else {
@@ -475,10 +475,10 @@ final class FrozenCLIP {
 
     /// CLIP's embedding width, which `stage` (`projector`, the model that takes the text embedding and the text
     /// hidden states through one width) needs to equal the text encoder's hidden size.
-    func embeddingDim(stage: String, projector: String) throws -> Int {
+    func embeddingDim(stage: Stage, projector: String) throws -> Int {
         let e = text.config.projectionDim
         guard text.config.hiddenSize == e else {
-            throw TrainingError.invalidConfiguration(stage: stage, option: "text_encoder hidden_size", value: "\(text.config.hiddenSize)",
+            throw TrainingError.invalidConfiguration(stage: stage.key, option: "text_encoder hidden_size", value: "\(text.config.hiddenSize)",
                                                      rule: "equal to projection_dim (\(e)): \(projector) projects both with one width")
         }
         return e

@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPModels
 import UnCLIPNN
 
 /// A training checkpoint: one safetensors file holding everything an exact resume needs.
@@ -21,14 +22,14 @@ public enum Checkpoint {
     }
 
     /// Writes the checkpoint atomically.
-    static func write(_ url: URL, stage: String, step: Int, seed: UInt64, configJSON: String,
+    static func write(_ url: URL, stage: Stage, step: Int, seed: UInt64, configJSON: String,
                       model: Module, ema: EMA, optimizer: AdamW) throws {
         var tensors: [String: Tensor] = [:]
         for (key, t) in model.stateDict() { tensors["model." + key] = t }
         for (key, t) in ema.stateDict() { tensors["ema." + key] = t }
         for (key, t) in optimizer.stateTensors() { tensors["optim." + key] = t }
         let metadata = [
-            "format": format, "stage": stage, "step": String(step), "seed": String(seed),
+            "format": format, "stage": stage.key, "step": String(step), "seed": String(seed),
             "ema_updates": String(ema.updateCount), "config": configJSON,
             "rng": "stateless: Philox(seed, stream: step << 8 | purpose) per step; batches from per-epoch permutations",
         ]
@@ -54,14 +55,14 @@ public enum Checkpoint {
     }
 
     /// Loads model, EMA and optimizer state (copies, not views of the file) and returns the metadata.
-    static func read(_ url: URL, stage: String, model: Module, ema: EMA, optimizer: AdamW) throws -> State {
+    static func read(_ url: URL, stage: Stage, model: Module, ema: EMA, optimizer: AdamW) throws -> State {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(contentsOf: url) } catch {
             throw TrainingError.checkpointMismatch(path: url.path, reason: "\(error)")
         }
         let state = try state(file.metadata, path: url.path)
-        guard state.stage == stage else {
-            throw TrainingError.checkpointMismatch(path: url.path, reason: "it belongs to stage '\(state.stage)', not '\(stage)'")
+        guard state.stage == stage.key || legacyKeys[stage] == state.stage else {
+            throw TrainingError.checkpointMismatch(path: url.path, reason: "it belongs to stage '\(state.stage)', not '\(stage.key)'")
         }
         var groups: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optim": [:]]
         for name in file.names {
@@ -81,4 +82,18 @@ public enum Checkpoint {
         // `load` replaced the parameters' memory; AdamW updates it in place, which is fine for these fresh copies.
         return state
     }
+}
+
+/// Earlier names of stage keys, still read from checkpoints and folders written before the stages had one name.
+let legacyKeys: [Stage: String] = [.superResolution(0): "superres"]
+
+/// Where `stage` keeps its checkpoint and loss log: `out/checkpoints/<stage key>`, or the folder an earlier version
+/// wrote under the stage's old name when only that one exists (so `--resume` continues such a run).
+func checkpointFolder(_ stage: Stage, in out: URL) -> URL {
+    let folder = out.appendingPathComponent("checkpoints/\(stage.key)")
+    if let legacy = legacyKeys[stage], !FileManager.default.fileExists(atPath: folder.path) {
+        let old = out.appendingPathComponent("checkpoints/\(legacy)")
+        if FileManager.default.fileExists(atPath: old.path) { return old }
+    }
+    return folder
 }

@@ -91,9 +91,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     }
 
     func validate() throws {
-        try training.validate(stage: "decoder")
+        try training.validate(stage: .decoder)
         func check(_ ok: Bool, _ option: String, _ value: Any, _ rule: String) throws {
-            if !ok { throw TrainingError.invalidConfiguration(stage: "decoder", option: option, value: "\(value)", rule: rule) }
+            if !ok { throw TrainingError.invalidConfiguration(stage: Stage.decoder.key, option: option, value: "\(value)", rule: rule) }
         }
         try check(blockOutChannels.count >= 2, "block_out_channels", blockOutChannels, "at least two levels")
         try check(blockOutChannels.allSatisfy { $0 % normGroups == 0 && $0 % attentionHeadDim == 0 }, "block_out_channels",
@@ -146,9 +146,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "decoder") }
-        let clip = try FrozenCLIP(out: out, stage: "decoder")
-        let e = try clip.embeddingDim(stage: "decoder", projector: "text_proj")
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .decoder) }
+        let clip = try FrozenCLIP(out: out, stage: .decoder)
+        let e = try clip.embeddingDim(stage: .decoder, projector: "text_proj")
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
         let model = DecoderModel(text_proj: UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
@@ -159,19 +159,19 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             let source = try PipelineDirectory(URL(fileURLWithPath: initializeFrom))
             try model.decoder.load(try source.weights("decoder"))
             try model.text_proj.load(try source.weights("text_proj"))
-            progress(.message(stage: "decoder", text: "initialised decoder and text_proj from \(initializeFrom)"))
+            progress(.message(stage: .decoder, text: "initialised decoder and text_proj from \(initializeFrom)"))
         }
         model.requiresGrad(true)
         let nullEmbedding = model.text_proj.stateDict()["learned_classifier_free_guidance_embeddings"]!
 
-        let loop = try TrainingLoop(stage: "decoder", model: model, schedule: training,
-                                    folder: out.appendingPathComponent("checkpoints/decoder"), configJSON: try jsonString(self))
+        let loop = try TrainingLoop(stage: .decoder, model: model, schedule: training,
+                                    folder: checkpointFolder(.decoder, in: out), configJSON: try jsonString(self))
         try loop.restoreIfRequested(resume, progress: progress)
         let scheduler = try UnCLIPScheduler(config: schedulerConfig)
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let seed = training.seed
         let outcome = try loop.run(progress: progress) { step in
-            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: "decoder", progress: progress) {
+            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: .decoder, progress: progress) {
                 try downsampled($0, to: size)
             }
             guard !images.isEmpty else { return nil }
@@ -207,7 +207,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
             try ComponentWriter.writeModel(model.text_proj, config: model.text_proj.config, as: "text_proj", in: out, precision: precision)
             try ComponentWriter.writeScheduler(schedulerConfig, as: "decoder_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
-            progress(.message(stage: "decoder", text: "wrote decoder, text_proj and decoder_scheduler (EMA weights)"))
+            progress(.message(stage: .decoder, text: "wrote decoder, text_proj and decoder_scheduler (EMA weights)"))
         }
         return outcome
     }

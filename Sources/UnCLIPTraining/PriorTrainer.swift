@@ -43,9 +43,9 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     }
 
     func validate() throws {
-        try training.validate(stage: "prior")
+        try training.validate(stage: .prior)
         func check(_ ok: Bool, _ option: String, _ value: Any, _ rule: String) throws {
-            if !ok { throw TrainingError.invalidConfiguration(stage: "prior", option: option, value: "\(value)", rule: rule) }
+            if !ok { throw TrainingError.invalidConfiguration(stage: Stage.prior.key, option: option, value: "\(value)", rule: rule) }
         }
         try check(heads >= 1 && headDim >= 1 && layers >= 1, "heads/head_dim/layers", "\(heads)/\(headDim)/\(layers)", "all at least 1")
         try check(captionDropout >= 0 && captionDropout <= 1, "caption_dropout", captionDropout, "in [0, 1]")
@@ -75,9 +75,9 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "prior") }
-        let clip = try FrozenCLIP(out: out, stage: "prior")
-        let e = try clip.embeddingDim(stage: "prior", projector: "the prior")
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .prior) }
+        let clip = try FrozenCLIP(out: out, stage: .prior)
+        let e = try clip.embeddingDim(stage: .prior, projector: "the prior")
         let prior = try PriorTransformer(priorConfig(embeddingDim: e, textTokens: clip.tokenizer.modelMaxLength))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         prior.resetParameters(using: &initRNG)
@@ -85,8 +85,8 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         prior.clip_mean.requiresGrad = false
         prior.clip_std.requiresGrad = false
 
-        let loop = try TrainingLoop(stage: "prior", model: prior, schedule: training,
-                                    folder: out.appendingPathComponent("checkpoints/prior"), configJSON: try jsonString(self))
+        let loop = try TrainingLoop(stage: .prior, model: prior, schedule: training,
+                                    folder: checkpointFolder(.prior, in: out), configJSON: try jsonString(self))
         try loop.restoreIfRequested(resume, progress: progress)
         if loop.step == 0 {
             // The statistics are part of the model state, so a resumed run keeps the ones it started with.
@@ -98,7 +98,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let seed = training.seed
         let outcome = try loop.run(progress: progress) { step in
-            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: "prior", progress: progress) {
+            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: .prior, progress: progress) {
                 try downsampled($0, to: clip.imageSize)
             }
             guard !images.isEmpty else { return nil }
@@ -122,7 +122,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
             try ComponentWriter.writeModel(prior, config: prior.config, as: "prior", in: out, precision: precision)
             try ComponentWriter.writeScheduler(schedulerConfig, as: "prior_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
-            progress(.message(stage: "prior", text: "wrote prior and prior_scheduler (EMA weights)"))
+            progress(.message(stage: .prior, text: "wrote prior and prior_scheduler (EMA weights)"))
         }
         return outcome
     }
@@ -138,7 +138,7 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
         while start < n {
             let indices = (start..<min(start + chunk, n)).map { $0 * dataset.count / n }
             start += chunk
-            let (images, _) = loadBatch(dataset, indices: indices, stage: "prior", progress: progress) {
+            let (images, _) = loadBatch(dataset, indices: indices, stage: .prior, progress: progress) {
                 try downsampled($0, to: clip.imageSize)
             }
             guard !images.isEmpty else { continue }
@@ -151,11 +151,11 @@ public struct PriorTrainingConfiguration: Codable, Sendable {
             }
             seen += images.count
         }
-        guard seen >= 2 else { throw TrainingError.emptyDataset(stage: "prior") }
+        guard seen >= 2 else { throw TrainingError.emptyDataset(stage: .prior) }
         let mean = sum.map { $0 / Double(seen) }
         // Unbiased variance, floored so a constant dimension cannot divide by zero.
         let std = zip(sumSquares, mean).map { sq, m in max(((sq - Double(seen) * m * m) / Double(seen - 1)).squareRoot(), 1e-4) }
-        progress(.message(stage: "prior", text: "CLIP image-embedding statistics from \(seen) images"))
+        progress(.message(stage: .prior, text: "CLIP image-embedding statistics from \(seen) images"))
         return (Tensor(shape: [1, mean.count], mean.map(Float.init)), Tensor(shape: [1, std.count], std.map(Float.init)))
     }
 }

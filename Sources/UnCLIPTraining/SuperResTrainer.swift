@@ -49,7 +49,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "superres")
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: Stage.superResolution(0).key)
         let d = SuperResTrainingConfiguration()
         training = try c.decodeIfPresent(TrainingScheduleOverride.self, forKey: .training)?.applied(to: d.training) ?? d.training
         highResolution = try c.decodeIfPresent(Int.self, forKey: .highResolution) ?? d.highResolution
@@ -68,9 +68,9 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     }
 
     func validate() throws {
-        try training.validate(stage: "superres")
+        try training.validate(stage: .superResolution(0))
         func check(_ ok: Bool, _ option: String, _ value: Any, _ rule: String) throws {
-            if !ok { throw TrainingError.invalidConfiguration(stage: "superres", option: option, value: "\(value)", rule: rule) }
+            if !ok { throw TrainingError.invalidConfiguration(stage: Stage.superResolution(0).key, option: option, value: "\(value)", rule: rule) }
         }
         let levels = 1 << (blockOutChannels.count - 1)
         try check(highResolution % lowResolution == 0, "high_resolution", highResolution, "a multiple of low_resolution (\(lowResolution))")
@@ -110,20 +110,20 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: "superres") }
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .superResolution(0)) }
         let unet = try UNet2DModel(unetConfig())
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         unet.resetParameters(using: &initRNG)
         unet.requiresGrad(true)
 
-        let loop = try TrainingLoop(stage: "superres", model: unet, schedule: training,
-                                    folder: out.appendingPathComponent("checkpoints/superres"), configJSON: try jsonString(self))
+        let loop = try TrainingLoop(stage: .superResolution(0), model: unet, schedule: training,
+                                    folder: checkpointFolder(.superResolution(0), in: out), configJSON: try jsonString(self))
         try loop.restoreIfRequested(resume, progress: progress)
         let scheduler = try UnCLIPScheduler(config: schedulerConfig)
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let seed = training.seed, high = highResolution, crop = cropSize
         let outcome = try loop.run(progress: progress) { step in
-            let (pairs, _) = loadBatch(dataset, indices: sampler.indices(step: step), stage: "superres", progress: progress) { image in
+            let (pairs, _) = loadBatch(dataset, indices: sampler.indices(step: step), stage: .superResolution(0), progress: progress) { image in
                 let h = try downsampled(image, to: high)
                 return (h, try h.boxDownsampled(factor: high / lowResolution))
             }
@@ -154,7 +154,7 @@ public struct SuperResTrainingConfiguration: Codable, Sendable {
             }
             try ComponentWriter.writeScheduler(schedulerConfig, as: "super_res_scheduler", in: out)
             try ComponentWriter.writeModelIndex(in: out)
-            progress(.message(stage: "superres", text: "wrote super_res_first, super_res_last (same weights) and super_res_scheduler (EMA weights)"))
+            progress(.message(stage: .superResolution(0), text: "wrote super_res_first, super_res_last (same weights) and super_res_scheduler (EMA weights)"))
         }
         return outcome
     }

@@ -22,7 +22,9 @@ public struct TrainAllConfiguration: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
-        case tokenizer, clip, prior, decoder, superRes = "superres", sampling
+        case tokenizer, clip, prior, decoder, superRes = "super_res", sampling
+        /// The section's earlier name, still read.
+        case superResLegacy = "superres"
     }
 
     public init(from decoder: Decoder) throws {
@@ -34,8 +36,26 @@ public struct TrainAllConfiguration: Codable, Sendable {
         clip = try c.decodeIfPresent(CLIPTrainingConfiguration.self, forKey: .clip) ?? d.clip
         prior = try c.decodeIfPresent(PriorTrainingConfiguration.self, forKey: .prior) ?? d.prior
         self.decoder = try c.decodeIfPresent(DecoderTrainingConfiguration.self, forKey: .decoder) ?? d.decoder
-        superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes) ?? d.superRes
+        if c.contains(.superRes) && c.contains(.superResLegacy) {
+            throw DecodingError.dataCorruptedError(forKey: .superResLegacy, in: c,
+                                                   debugDescription: "give the super-resolution settings once, as \"super_res\" (\"superres\" is its earlier name)")
+        }
+        superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes)
+            ?? c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superResLegacy) ?? d.superRes
         sampling = try c.decodeIfPresent(SamplingDefaults.self, forKey: .sampling) ?? d.sampling
+    }
+
+    // Written out because CodingKeys has a key (the legacy name) that no property encodes to.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(shapesWorldSeed, forKey: .shapesWorldSeed)
+        try c.encode(shapesWorldCount, forKey: .shapesWorldCount)
+        try c.encode(tokenizer, forKey: .tokenizer)
+        try c.encode(clip, forKey: .clip)
+        try c.encode(prior, forKey: .prior)
+        try c.encode(decoder, forKey: .decoder)
+        try c.encode(superRes, forKey: .superRes)
+        try c.encode(sampling, forKey: .sampling)
     }
 
     /// Tiny models and a few steps per stage: a pipeline that runs end to end in well under a minute (for smoke
@@ -89,14 +109,15 @@ public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuratio
         try configuration.tokenizer.run(dataset: dataset, out: out, progress: progress)
     }
     var outcomes: [TrainingOutcome] = []
-    for name in ["clip", "prior", "decoder", "superres"] {
-        progress(.message(stage: name, text: "training \(name)"))
+    for stage in Stage.trained where stage != .tokenizer {
+        progress(.message(stage: stage, text: "training \(stage)"))
         let outcome: TrainingOutcome
-        switch name {
-        case "clip": outcome = try configuration.clip.run(dataset: dataset, out: out, resume: resume, progress: progress)
-        case "prior": outcome = try configuration.prior.run(dataset: dataset, out: out, resume: resume, progress: progress)
-        case "decoder": outcome = try configuration.decoder.run(dataset: dataset, out: out, resume: resume, progress: progress)
-        default: outcome = try configuration.superRes.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        switch stage {
+        case .clip: outcome = try configuration.clip.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case .prior: outcome = try configuration.prior.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case .decoder: outcome = try configuration.decoder.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case .superResolution(0): outcome = try configuration.superRes.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case .tokenizer, .superResolution, .inversion: preconditionFailure("\(stage) is not one of the trained stages")
         }
         outcomes.append(outcome)
         if !outcome.exported { return outcomes }

@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPModels
 import Synchronization
 import UnCLIPNN
 import UnCLIPImage
@@ -93,9 +94,9 @@ public struct TrainingSchedule: Codable, Equatable, Sendable {
     }
 
     /// Rejects settings no run can use, naming the option.
-    public func validate(stage: String) throws {
+    public func validate(stage: Stage) throws {
         func check(_ ok: Bool, _ option: String, _ value: Any, _ rule: String) throws {
-            if !ok { throw TrainingError.invalidConfiguration(stage: stage, option: option, value: "\(value)", rule: rule) }
+            if !ok { throw TrainingError.invalidConfiguration(stage: stage.key, option: option, value: "\(value)", rule: rule) }
         }
         try check(steps >= 1, "steps", steps, "at least 1")
         try check(batchSize >= 1, "batch_size", batchSize, "at least 1")
@@ -122,11 +123,11 @@ public struct TrainingSchedule: Codable, Equatable, Sendable {
 public enum TrainingError: Error, CustomStringConvertible {
     case invalidConfiguration(stage: String, option: String, value: String, rule: String)
     /// A stage needs the output of an earlier one (e.g. the prior needs the trained CLIP).
-    case missingPrerequisite(stage: String, path: String, hint: String)
-    case emptyDataset(stage: String)
+    case missingPrerequisite(stage: Stage, path: String, hint: String)
+    case emptyDataset(stage: Stage)
     /// Every sample of a batch failed to load.
-    case noUsableSamples(stage: String, step: Int)
-    case nonFiniteLoss(stage: String, step: Int, loss: Float)
+    case noUsableSamples(stage: Stage, step: Int)
+    case nonFiniteLoss(stage: Stage, step: Int, loss: Float)
     case checkpointMismatch(path: String, reason: String)
     case io(path: String, reason: String)
 
@@ -152,8 +153,7 @@ public enum TrainingError: Error, CustomStringConvertible {
 
 /// Where a stage's training stands after a step.
 public struct TrainingProgress: Sendable {
-    /// The stage name ("clip", "prior", "decoder", "superres", "tokenizer").
-    public var stage: String
+    public var stage: Stage
     /// Steps completed (1-based after the first step).
     public var step: Int
     public var totalSteps: Int
@@ -173,16 +173,16 @@ public enum TrainingEvent: Sendable, CustomStringConvertible {
     /// A step finished.
     case step(TrainingProgress)
     /// A sample could not be loaded; it was left out of its batch.
-    case skippedSample(stage: String, index: Int, message: String)
+    case skippedSample(stage: Stage, index: Int, message: String)
     /// A checkpoint was written (step count, file).
-    case checkpoint(stage: String, step: Int, path: String)
+    case checkpoint(stage: Stage, step: Int, path: String)
     /// Informational text (stage start, resume point, export).
-    case message(stage: String, text: String)
+    case message(stage: Stage, text: String)
 
     public var description: String {
         switch self {
         case .step(let p):
-            return String(format: "%@ step %d/%d loss %.4f (avg %.4f) lr %.2e %.2f steps/s ETA %.0f s", p.stage, p.step, p.totalSteps,
+            return String(format: "%@ step %d/%d loss %.4f (avg %.4f) lr %.2e %.2f steps/s ETA %.0f s", p.stage.description, p.step, p.totalSteps,
                           p.loss, p.smoothedLoss, p.learningRate, p.stepsPerSecond, p.etaSeconds)
         case let .skippedSample(stage, index, message): return "\(stage): skipped sample \(index): \(message)"
         case let .checkpoint(stage, step, path): return "\(stage): checkpoint at step \(step) → \(path)"
@@ -193,7 +193,7 @@ public enum TrainingEvent: Sendable, CustomStringConvertible {
 
 /// How a stage run ended.
 public struct TrainingOutcome: Sendable {
-    public var stage: String
+    public var stage: Stage
     /// Steps completed in total (including those of earlier sessions).
     public var completedSteps: Int
     public var totalSteps: Int
@@ -306,7 +306,7 @@ public struct BatchSampler {
 
 /// Loads a batch and prepares each image with `prepare` (e.g. box-filtering to the model's size); entries whose
 /// loading or preparation fails are reported with their index and left out.
-func loadBatch<T>(_ dataset: some CaptionedImageDataset, indices: [Int], stage: String, progress: (TrainingEvent) -> Void,
+func loadBatch<T>(_ dataset: some CaptionedImageDataset, indices: [Int], stage: Stage, progress: (TrainingEvent) -> Void,
                   prepare: (RGBImage) throws -> T) -> (items: [T], captions: [String]) {
     var items: [T] = [], captions: [String] = []
     for i in indices {
@@ -329,7 +329,7 @@ func loadBatch<T>(_ dataset: some CaptionedImageDataset, indices: [Int], stage: 
 /// The stage supplies `loss(step)`, which builds its batch from the step's random streams and returns a scalar loss
 /// recorded under `withGrad` (or nil to skip a step whose samples all failed to load).
 final class TrainingLoop {
-    let stage: String
+    let stage: Stage
     let model: Module
     let schedule: TrainingSchedule
     let checkpointURL: URL
@@ -342,7 +342,7 @@ final class TrainingLoop {
     /// - Parameters:
     ///   - folder: where `checkpoint.safetensors` and `loss.jsonl` live (created if needed).
     ///   - configJSON: the stage configuration, stored in each checkpoint.
-    init(stage: String, model: Module, schedule: TrainingSchedule, folder: URL, configJSON: String) throws {
+    init(stage: Stage, model: Module, schedule: TrainingSchedule, folder: URL, configJSON: String) throws {
         try schedule.validate(stage: stage)
         self.stage = stage
         self.model = model

@@ -46,8 +46,8 @@ final class TrainerTests: XCTestCase {
     }
 
     /// Losses from a stage's JSONL log.
-    private func losses(_ out: URL, stage: String) throws -> [Float] {
-        let text = try String(contentsOf: out.appendingPathComponent("checkpoints/\(stage)/loss.jsonl"), encoding: .utf8)
+    private func losses(_ out: URL, stage: Stage) throws -> [Float] {
+        let text = try String(contentsOf: out.appendingPathComponent("checkpoints/\(stage.key)/loss.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").map { line in
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
             return (object["loss"] as! NSNumber).floatValue
@@ -122,7 +122,7 @@ final class TrainerTests: XCTestCase {
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         let outcome = try c.clip.run(dataset: eight, out: out)
         XCTAssertTrue(outcome.exported)
-        assertLossFalls(try losses(out, stage: "clip"), by: 0.7)
+        assertLossFalls(try losses(out, stage: .clip), by: 0.7)
         let directory = try PipelineDirectory(out)
         let text = try directory.loadTextEncoder()
         XCTAssertEqual(text.config.eosTokenId, try directory.loadTokenizer().eosTokenID)
@@ -155,7 +155,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertTrue(c.clip.mirrorPairs && c.clip.hardNegatives && c.clip.attributeNegatives && c.clip.bindingNegatives)
         overfit(&c.clip.training, steps: 30, lr: 2e-3)
         XCTAssertTrue(try c.clip.run(dataset: eight, out: out).exported)
-        assertLossFalls(try losses(out, stage: "clip"), by: 0.8)
+        assertLossFalls(try losses(out, stage: .clip), by: 0.8)
         XCTAssertThrowsError(try JSONDecoder().decode(CLIPTrainingConfiguration.self, from: Data(#"{"initialization": "xavier"}"#.utf8)))
 
         // Fine-tuning: `initialize_from` starts from the finished towers (its first loss is the trained one, not
@@ -174,7 +174,7 @@ final class TrainerTests: XCTestCase {
         fineTune.logitScaleInitValue = 3.0
         fineTune.training.steps = 3
         XCTAssertTrue(try fineTune.run(dataset: eight, out: tuned).exported)
-        let scratch = try losses(out, stage: "clip"), continued = try losses(tuned, stage: "clip")
+        let scratch = try losses(out, stage: .clip), continued = try losses(tuned, stage: .clip)
         XCTAssertLessThan(continued[0], scratch[0] * 0.7, "the fine-tune must start from the trained weights")
         fineTune.initializeFrom = tuned.appendingPathComponent("missing").path
         XCTAssertThrowsError(try fineTune.run(dataset: eight, out: tuned)) { XCTAssertTrue("\($0)".contains("missing"), "\($0)") }
@@ -192,7 +192,7 @@ final class TrainerTests: XCTestCase {
         overfit(&c.training, steps: 30, lr: 2e-3)
         c.captionDropout = 0
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
-        assertLossFalls(try losses(out, stage: "prior"), by: 0.6)
+        assertLossFalls(try losses(out, stage: .prior), by: 0.6)
         let prior = try PipelineDirectory(out).loadPrior()
         XCTAssertEqual(prior.config.numEmbeddings, 24)
         XCTAssertTrue(prior.clip_std.toArray().allSatisfy { $0 > 0 }, "clip_std must come from the data")
@@ -206,7 +206,7 @@ final class TrainerTests: XCTestCase {
         var c = TrainAllConfiguration.smokeTest.decoder
         overfit(&c.training, steps: 20, lr: 2e-3)
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
-        assertLossFalls(try losses(out, stage: "decoder"), by: 0.7)
+        assertLossFalls(try losses(out, stage: .decoder), by: 0.7)
         let directory = try PipelineDirectory(out)
         XCTAssertEqual(try directory.loadDecoder().config.outChannels, 6)  // ε and the learned variance
         _ = try directory.loadTextProj()
@@ -266,7 +266,7 @@ final class TrainerTests: XCTestCase {
         var c = TrainAllConfiguration.smokeTest.superRes
         overfit(&c.training, steps: 20, lr: 2e-3)
         XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
-        assertLossFalls(try losses(out, stage: "superres"), by: 0.7)
+        assertLossFalls(try losses(out, stage: .superResolution(0)), by: 0.7)
         let directory = try PipelineDirectory(out)
         let first = try directory.loadSuperRes("super_res_first"), last = try directory.loadSuperRes("super_res_last")
         XCTAssertEqual(first.config.sampleSize, 128)
@@ -304,7 +304,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(first.completedSteps, 3)
         XCTAssertEqual(checkpoints, [3])
         XCTAssertFalse(FileManager.default.fileExists(atPath: resumed.appendingPathComponent("super_res_first").path))
-        XCTAssertEqual(try Checkpoint.state(of: resumed.appendingPathComponent("checkpoints/superres/checkpoint.safetensors")).step, 3)
+        XCTAssertEqual(try Checkpoint.state(of: resumed.appendingPathComponent("checkpoints/super_res/checkpoint.safetensors")).step, 3)
 
         TrainingInterrupt.reset()
         let second = try c.run(dataset: Self.world, out: resumed, resume: true)
@@ -313,12 +313,12 @@ final class TrainerTests: XCTestCase {
 
         let weights = "super_res_first/diffusion_pytorch_model.safetensors"
         XCTAssertEqual(try bits(straight.appendingPathComponent(weights)), try bits(resumed.appendingPathComponent(weights)))
-        let checkpoint = "checkpoints/superres/checkpoint.safetensors"
+        let checkpoint = "checkpoints/super_res/checkpoint.safetensors"
         XCTAssertEqual(try bits(straight.appendingPathComponent(checkpoint)), try bits(resumed.appendingPathComponent(checkpoint)),
                        "live weights, EMA and AdamW state must all match")
         // The log has one line per step, without duplicates from the interrupted session.
-        XCTAssertEqual(try losses(resumed, stage: "superres").count, 6)
-        XCTAssertEqual(try losses(straight, stage: "superres"), try losses(resumed, stage: "superres"))
+        XCTAssertEqual(try losses(resumed, stage: .superResolution(0)).count, 6)
+        XCTAssertEqual(try losses(straight, stage: .superResolution(0)), try losses(resumed, stage: .superResolution(0)))
     }
 
     func testSIGINTSetsTheStopFlag() throws {
@@ -355,7 +355,7 @@ final class TrainerTests: XCTestCase {
         let file = try SafeTensorsFile(contentsOf: out.appendingPathComponent("super_res_first/diffusion_pytorch_model.safetensors"))
         XCTAssertEqual(file.info("conv_out.weight")?.dtype, .f16)
         let unet = try PipelineDirectory(out).loadSuperRes("super_res_first")
-        let full = try SafeTensorsFile(contentsOf: out.appendingPathComponent("checkpoints/superres/checkpoint.safetensors"))
+        let full = try SafeTensorsFile(contentsOf: out.appendingPathComponent("checkpoints/super_res/checkpoint.safetensors"))
         let ema = try full.tensor("ema.conv_out.weight").toArray(), loaded = unet.stateDict()["conv_out.weight"]!.toArray()
         XCTAssertEqual(loaded, ema.map { Float(Float16($0)) }, "the exported weights are the EMA weights, rounded to fp16")
     }
@@ -367,12 +367,16 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(c.decoder.training.batchSize, DecoderTrainingConfiguration().training.batchSize)
         XCTAssertEqual(c.decoder.captionDropout, 0.25)
         XCTAssertEqual(c.decoder.imageEmbeddingDropout, 0.1)
-        XCTAssertEqual(c.superRes.cropSize, 32)
+        XCTAssertEqual(c.superRes.cropSize, 32, "the section's earlier name, superres, is still read")
+        let current = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(#"{"super_res": {"crop_size": 48}}"#.utf8))
+        XCTAssertEqual(current.superRes.cropSize, 48)
+        XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self,
+                                                      from: Data(#"{"super_res": {}, "superres": {}}"#.utf8)), "both names at once")
         XCTAssertEqual(c.clip.training, CLIPTrainingConfiguration().training)
         let bad = #"{"prior": {"training": {"stepz": 7}}}"#
         XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(bad.utf8)))
         // A misspelt option at any level is an error that names it, never a silently kept default.
-        for (json, name) in [(#"{"decoder": {"caption_dropuot": 0.2}}"#, "caption_dropuot"), (#"{"superres": {"prediction": "sample"}}"#, "prediction"),
+        for (json, name) in [(#"{"decoder": {"caption_dropuot": 0.2}}"#, "caption_dropuot"), (#"{"super_res": {"prediction": "sample"}}"#, "prediction"),
                              (#"{"clip": {"widht": 64}}"#, "widht"), (#"{"priors": {}}"#, "priors"), (#"{"tokenizer": {"merges": 3}}"#, "merges")] {
             XCTAssertThrowsError(try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(json.utf8))) {
                 XCTAssertTrue("\($0)".contains(name), "\($0)")
@@ -403,7 +407,7 @@ final class TrainerTests: XCTestCase {
         let out = try temporaryDirectory("all")
         var events = 0
         let outcomes = try trainAll(dataset: Self.world, out: out, configuration: .smokeTest) { _ in events += 1 }
-        XCTAssertEqual(outcomes.map(\.stage), ["clip", "prior", "decoder", "superres"])
+        XCTAssertEqual(outcomes.map(\.stage), [.clip, .prior, .decoder, .superResolution(0)])
         XCTAssertTrue(outcomes.allSatisfy(\.exported))
         let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("model_index.json"))) as! [String: Any]
         XCTAssertEqual(index["_class_name"] as? String, "UnCLIPPipeline")
@@ -465,12 +469,12 @@ final class TrainerTests: XCTestCase {
             let rate = Double(times.count - 1) / times.last!.timeIntervalSince(times[0])
             print(String(format: "THROUGHPUT %@: %.3f steps/s (%.2f s/step)", name, rate, 1 / rate))
         }
-        if let only = ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH_ONLY"], only == "superres" {
-            return try measure("superres") { try c.superRes.run(dataset: data, out: out, progress: $0) }
+        if let only = ProcessInfo.processInfo.environment["UNCLIP_TRAIN_BENCH_ONLY"], only == Stage.superResolution(0).key {
+            return try measure("super_res") { try c.superRes.run(dataset: data, out: out, progress: $0) }
         }
         try measure("clip") { try c.clip.run(dataset: data, out: out, progress: $0) }
         try measure("prior") { try c.prior.run(dataset: data, out: out, progress: $0) }
         try measure("decoder") { try c.decoder.run(dataset: data, out: out, progress: $0) }
-        try measure("superres") { try c.superRes.run(dataset: data, out: out, progress: $0) }
+        try measure("super_res") { try c.superRes.run(dataset: data, out: out, progress: $0) }
     }
 }
