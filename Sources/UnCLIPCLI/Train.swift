@@ -46,9 +46,9 @@ struct TrainingArguments: ParsableArguments {
             throw ValidationError("--config: cannot read \(config)")
         }
         if let stage {
-            // A stage's settings may be given alone or inside a train-all file under the stage's key (or the
-            // earlier "superres").
-            let keys = [stage.key] + (stage == .superResolution(0) ? ["superres"] : [])
+            // A stage's settings may be given alone or inside a train-all file under the stage's key (or an
+            // earlier name of it).
+            let keys = [stage.key] + stage.earlierKeys
             if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                let sub = keys.lazy.compactMap({ object[$0] }).first {
                 return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))

@@ -61,7 +61,7 @@ public enum Checkpoint {
             throw TrainingError.checkpointMismatch(path: url.path, reason: "\(error)")
         }
         let state = try state(file.metadata, path: url.path)
-        guard state.stage == stage.key || legacyKeys[stage] == state.stage else {
+        guard state.stage == stage.key || stage.earlierKeys.contains(state.stage) else {
             throw TrainingError.checkpointMismatch(path: url.path, reason: "it belongs to stage '\(state.stage)', not '\(stage.key)'")
         }
         var groups: [String: [String: Tensor]] = ["model": [:], "ema": [:], "optim": [:]]
@@ -84,16 +84,11 @@ public enum Checkpoint {
     }
 }
 
-/// Earlier names of stage keys, still read from checkpoints and folders written before the stages had one name.
-let legacyKeys: [Stage: String] = [.superResolution(0): "superres"]
-
 /// Where `stage` keeps its checkpoint and loss log: `out/checkpoints/<stage key>`, or the folder an earlier version
-/// wrote under the stage's old name when only that one exists (so `--resume` continues such a run).
+/// wrote under the stage's earlier name when only that one exists (so `--resume` continues such a run).
 func checkpointFolder(_ stage: Stage, in out: URL) -> URL {
     let folder = out.appendingPathComponent("checkpoints/\(stage.key)")
-    if let legacy = legacyKeys[stage], !FileManager.default.fileExists(atPath: folder.path) {
-        let old = out.appendingPathComponent("checkpoints/\(legacy)")
-        if FileManager.default.fileExists(atPath: old.path) { return old }
-    }
-    return folder
+    guard !FileManager.default.fileExists(atPath: folder.path) else { return folder }
+    return stage.earlierKeys.map { out.appendingPathComponent("checkpoints/\($0)") }
+        .first { FileManager.default.fileExists(atPath: $0.path) } ?? folder
 }

@@ -23,12 +23,11 @@ public struct TrainAllConfiguration: Codable, Sendable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
         case tokenizer, clip, prior, decoder, superRes = "super_res", sampling
-        /// The section's earlier name, still read.
-        case superResLegacy = "superres"
     }
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "training")
+        let earlier = Stage.superResolution(0).earlierKeys
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self, section: "training", alsoKnown: earlier)
         let d = TrainAllConfiguration()
         shapesWorldSeed = try c.decodeIfPresent(UInt64.self, forKey: .shapesWorldSeed) ?? d.shapesWorldSeed
         shapesWorldCount = try c.decodeIfPresent(Int.self, forKey: .shapesWorldCount) ?? d.shapesWorldCount
@@ -36,26 +35,16 @@ public struct TrainAllConfiguration: Codable, Sendable {
         clip = try c.decodeIfPresent(CLIPTrainingConfiguration.self, forKey: .clip) ?? d.clip
         prior = try c.decodeIfPresent(PriorTrainingConfiguration.self, forKey: .prior) ?? d.prior
         self.decoder = try c.decodeIfPresent(DecoderTrainingConfiguration.self, forKey: .decoder) ?? d.decoder
-        if c.contains(.superRes) && c.contains(.superResLegacy) {
-            throw DecodingError.dataCorruptedError(forKey: .superResLegacy, in: c,
-                                                   debugDescription: "give the super-resolution settings once, as \"super_res\" (\"superres\" is its earlier name)")
+        // The super-resolution section may come under an earlier name (`Stage.earlierKeys`), never under both.
+        let old = try decoder.container(keyedBy: AnyKey.self)
+        let oldKey = earlier.map(AnyKey.init(stringValue:)).first(where: old.contains)
+        if let oldKey, c.contains(.superRes) {
+            throw DecodingError.dataCorruptedError(forKey: oldKey, in: old, debugDescription:
+                "give the super-resolution settings once, as \"super_res\" (\"\(oldKey.stringValue)\" is its earlier name)")
         }
         superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes)
-            ?? c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superResLegacy) ?? d.superRes
+            ?? oldKey.map { try old.decode(SuperResTrainingConfiguration.self, forKey: $0) } ?? d.superRes
         sampling = try c.decodeIfPresent(SamplingDefaults.self, forKey: .sampling) ?? d.sampling
-    }
-
-    // Written out because CodingKeys has a key (the legacy name) that no property encodes to.
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(shapesWorldSeed, forKey: .shapesWorldSeed)
-        try c.encode(shapesWorldCount, forKey: .shapesWorldCount)
-        try c.encode(tokenizer, forKey: .tokenizer)
-        try c.encode(clip, forKey: .clip)
-        try c.encode(prior, forKey: .prior)
-        try c.encode(decoder, forKey: .decoder)
-        try c.encode(superRes, forKey: .superRes)
-        try c.encode(sampling, forKey: .sampling)
     }
 
     /// Tiny models and a few steps per stage: a pipeline that runs end to end in well under a minute (for smoke

@@ -113,7 +113,9 @@ final class PipelineStagesTests: XCTestCase {
         let stages: [Stage] = [.tokenizer, .clip, .prior, .decoder, .superResolution(0), .superResolution(1), .inversion]
         XCTAssertEqual(stages.map(\.key), ["tokenizer", "clip", "prior", "decoder", "super_res", "super_res_2", "inversion"])
         for stage in stages { XCTAssertEqual(Stage(key: stage.key), stage) }
-        XCTAssertNil(Stage(key: "superres"))
+        XCTAssertNil(Stage(key: "superres"), "an earlier name is read where files may hold it, not a key")
+        XCTAssertEqual(Stage.superResolution(0).earlierKeys, ["superres"])
+        XCTAssertEqual(Stage.superResolution(1).earlierKeys, [])
         XCTAssertNil(Stage(key: "super_res_1"))
         XCTAssertEqual(Stage.superResolution(0).description, "super-resolution")
         // The seeded streams of the original stages are fixed: a seed keeps its images.

@@ -360,6 +360,30 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(loaded, ema.map { Float(Float16($0)) }, "the exported weights are the EMA weights, rounded to fp16")
     }
 
+    func testResumeFindsACheckpointUnderTheStagesEarlierName() throws {
+        var c = TrainAllConfiguration.smokeTest.superRes
+        c.training.steps = 4
+        c.training.checkpointEvery = 2
+        let out = try temporaryDirectory("earlier-name")
+        TrainingInterrupt.reset()
+        defer { TrainingInterrupt.reset() }
+        let first = try c.run(dataset: Self.world, out: out) { event in
+            if case .step(let p) = event, p.step == 2 { TrainingInterrupt.request() }
+        }
+        XCTAssertEqual(first.completedSteps, 2)
+        // As an earlier version left it: checkpoints/superres.
+        let checkpoints = out.appendingPathComponent("checkpoints")
+        try FileManager.default.moveItem(at: checkpoints.appendingPathComponent("super_res"),
+                                         to: checkpoints.appendingPathComponent("superres"))
+        TrainingInterrupt.reset()
+        var messages: [String] = []
+        let second = try c.run(dataset: Self.world, out: out, resume: true) { event in
+            if case .message(_, let text) = event { messages.append(text) }
+        }
+        XCTAssertEqual(second.completedSteps, 4)
+        XCTAssertTrue(messages.contains { $0.contains("checkpoints/superres") && $0.contains("at step 2") }, "\(messages)")
+    }
+
     func testPartialConfigurationJSONKeepsStageDefaults() throws {
         let json = #"{"decoder": {"training": {"steps": 7}, "caption_dropout": 0.25}, "superres": {"crop_size": 32}}"#
         let c = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(json.utf8))

@@ -23,6 +23,10 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Names an earlier version used for this stage's key (`superres`): read from configuration sections, checkpoint
+    /// folders and checkpoints, never written.
+    public var earlierKeys: [String] { self == .superResolution(0) ? ["superres"] : [] }
+
     /// The stage named `key` (the inverse of `key`).
     public init?(key: String) {
         switch key {
