@@ -65,7 +65,7 @@ public struct APIError: Error, Sendable, Equatable {
 /// A JSON object (from `JSONSerialization`-compatible values) as a response.
 func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
     // The objects are built here from strings, numbers, arrays and dictionaries only, so serialisation cannot fail.
-    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+    let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
     return Response(status: status, headers: [.contentType: "application/json"],
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
 }

@@ -48,6 +48,13 @@ public final class ImageService: Sendable {
         return o
     }
 
+    /// RePaint's defaults, with the jump shortened when a request's `steps` leaves fewer decoder steps than it spans.
+    func inpaintingOptions(_ options: SamplingOptions) -> InpaintingOptions {
+        var o = InpaintingOptions()
+        o.jumpLength = min(o.jumpLength, options.decoderSteps - 1)
+        return o
+    }
+
     /// The DDIM pass of the manipulations: 25 steps and plain inversion unless the request says otherwise (the text
     /// diff's defaults, docs/manipulations.md), η 0 so θ = 0 reconstructs the input.
     func ddimOptions(_ r: ImageRequest) -> DDIMOptions {
@@ -57,18 +64,16 @@ public final class ImageService: Sendable {
 
     // MARK: Jobs
 
-    /// Runs `body` on the model as job `id`: admitted or 429, its progress on the job board, cancelled when the
-    /// client's connection closes, timed into the metrics.
-    func run(_ operation: String, job id: String, count: Int, channel: (any Channel)?,
+    /// Runs `body` on the model as job `id`: admitted or 429, its progress on the job board, dropped at its next
+    /// step when the calling task is cancelled (the client hung up), timed into the metrics.
+    func run(_ operation: String, job id: String, count: Int,
              _ body: @escaping @Sendable (UnCLIPPipeline, _ progress: @escaping (PipelineProgress) -> Bool) throws -> [RGBImage]) async throws -> [RGBImage] {
         jobs.queue(id, operation: operation)
         let board = jobs
         let start = ContinuousClock.now
         do {
-            let images = try await cancellingOnClose(channel) { [model] in
-                try await model.run { pipeline in
-                    try body(pipeline) { board.progress(id, $0); return true }
-                }
+            let images = try await model.run { pipeline in
+                try body(pipeline) { board.progress(id, $0); return true }
             }
             let seconds = (ContinuousClock.now - start).seconds
             jobSeconds.withLock { $0 = 0.8 * $0 + 0.2 * seconds }
@@ -110,14 +115,6 @@ public final class ImageService: Sendable {
         }
         return jsonResponse(["created": Int(Date().timeIntervalSince1970), "data": data])
     }
-}
-
-/// Runs `body` in a task of its own that is cancelled when `channel` closes (the client hung up) or the caller is
-/// cancelled, so the model drops the job at its next step instead of drawing for nobody.
-func cancellingOnClose<T: Sendable>(_ channel: (any Channel)?, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    let task = Task { try await body() }
-    channel?.closeFuture.whenComplete { _ in task.cancel() }
-    return try await withTaskCancellationHandler { try await task.value } onCancel: { task.cancel() }
 }
 
 extension Duration {

@@ -42,11 +42,11 @@ public func buildRouter(service: ImageService) -> Router<ServerRequestContext> {
         guard JobBoard.isValidID(id) else { throw APIError.invalid("id", "Invalid job id.", code: "invalid_job_id") }
         return jsonResponse(service.jobs.job(id)?.json ?? ["id": id, "object": "job", "status": "pending"])
     }
-    api.post("images/generations", use: routes.generations)
-    api.post("images/variations", use: routes.variations)
-    api.post("images/edits", use: routes.edits)
-    api.post("images/interpolations", use: routes.interpolations)
-    api.post("images/text-diffs", use: routes.textDiffs)
+    api.post("images/generations") { request, _ in try await routes.job(request, routes.generations) }
+    api.post("images/variations") { request, _ in try await routes.job(request, routes.variations) }
+    api.post("images/edits") { request, _ in try await routes.job(request, routes.edits) }
+    api.post("images/interpolations") { request, _ in try await routes.job(request, routes.interpolations) }
+    api.post("images/text-diffs") { request, _ in try await routes.job(request, routes.textDiffs) }
     return router
 }
 
@@ -68,12 +68,12 @@ struct Routes: Sendable {
 
     // MARK: The OpenAI Images API
 
-    @Sendable func generations(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let fields = try await json(request)
+    func generations(_ request: Request, _ body: RequestBody) async throws -> Response {
+        let fields = try await json(request, body)
         let prompt = try fields.requiredString("prompt", maxLength: ImageRequest.maxPromptLength)
         let r = try ImageRequest(fields, models: service.modelNames)
         let options = service.samplingOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, context, "generations", r) { pipeline, progress in
+        return try await answer(request, "generations", r) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
             return try pipeline.generate(prompts: [prompt], options: options, noise: &noise, progress: progress)
         }
@@ -82,13 +82,13 @@ struct Routes: Sendable {
     /// Variations as the API made them: the image's CLIP embedding, fresh decoder noise (diffusers'
     /// `UnCLIPImageVariationPipeline`). With the extension field `eta`, the paper's instead (§3.1): the decoder
     /// latent from DDIM inversion of the image, sampled at η.
-    @Sendable func variations(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let form = try await self.form(request)
+    func variations(_ request: Request, _ body: RequestBody) async throws -> Response {
+        let form = try await self.form(request, body)
         let r = try ImageRequest(RequestFields(form: form.fields), models: service.modelNames)
         let image = try PNGInput.decode(form.files["image"], field: "image", maxSide: service.configuration.maxInputSide).image
         try requireImageEncoder("variations")
         let options = service.samplingOptions(r), ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, context, "variations", r) { pipeline, progress in
+        return try await answer(request, "variations", r) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
             if r.eta != nil { return try pipeline.variations(of: image, count: r.n, options: ddim, noise: &noise, progress: progress) }
             return try pipeline.vary(imageEmbeddings: try pipeline.imageEmbeddings(of: [image]), options: options,
@@ -97,8 +97,8 @@ struct Routes: Sendable {
     }
 
     /// Inpainting (RePaint): the region where the mask — `mask`'s alpha, else the image's own — is 0 is repainted.
-    @Sendable func edits(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let form = try await self.form(request)
+    func edits(_ request: Request, _ body: RequestBody) async throws -> Response {
+        let form = try await self.form(request, body)
         let fields = RequestFields(form: form.fields)
         let maxSide = service.configuration.maxInputSide
         let input = try PNGInput.decode(form.files["image"], field: "image", maxSide: maxSide)
@@ -121,9 +121,11 @@ struct Routes: Sendable {
             mask = try InpaintingMask(alpha: alpha, width: input.width, height: input.height)
         }
         let options = service.samplingOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max), image = input.image
-        return try await answer(request, context, "edits", r) { pipeline, progress in
+        let inpainting = service.inpaintingOptions(options)
+        return try await answer(request, "edits", r) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
-            return try pipeline.edit(image, mask: mask, prompt: prompt, options: options, noise: &noise, progress: progress)
+            return try pipeline.edit(image, mask: mask, prompt: prompt, options: options, inpainting: inpainting,
+                                     noise: &noise, progress: progress)
         }
     }
 
@@ -131,8 +133,8 @@ struct Routes: Sendable {
 
     /// `image` → `image2` through CLIP image-embedding space (unCLIP §3.2): `n` frames (2–10, default 5), each
     /// entry with its `theta`; `latent` `interpolated` (default) or `shared`.
-    @Sendable func interpolations(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let form = try await self.form(request)
+    func interpolations(_ request: Request, _ body: RequestBody) async throws -> Response {
+        let form = try await self.form(request, body)
         let fields = RequestFields(form: form.fields)
         let r = try ImageRequest(fields, models: service.modelNames, nRange: 2...10, defaultN: 5)
         let maxSide = service.configuration.maxInputSide
@@ -142,7 +144,7 @@ struct Routes: Sendable {
         try requireImageEncoder("interpolations")
         let ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
         let thetas = (0..<r.n).map { Double($0) / Double(r.n - 1) }
-        return try await answer(request, context, "interpolations", r, extra: thetas.map { ["theta": $0] }) { pipeline, progress in
+        return try await answer(request, "interpolations", r, extra: thetas.map { ["theta": $0] }) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
             return try pipeline.interpolate(first, second, frames: r.n, latent: latent, options: ddim, noise: &noise, progress: progress).images
         }
@@ -150,8 +152,8 @@ struct Routes: Sendable {
 
     /// A text diff (unCLIP §3.3): the image's embedding turned by θ toward `to` − `from`. `theta` (0–1, default
     /// 0.5) is the last frame's; with `n` > 1 the frames are θ·k/(n − 1), k = 0…n − 1.
-    @Sendable func textDiffs(_ request: Request, context: ServerRequestContext) async throws -> Response {
-        let form = try await self.form(request)
+    func textDiffs(_ request: Request, _ body: RequestBody) async throws -> Response {
+        let form = try await self.form(request, body)
         let fields = RequestFields(form: form.fields)
         let r = try ImageRequest(fields, models: service.modelNames)
         let image = try PNGInput.decode(form.files["image"], field: "image", maxSide: service.configuration.maxInputSide).image
@@ -161,7 +163,7 @@ struct Routes: Sendable {
         try requireImageEncoder("text diffs")
         let thetas = r.n == 1 ? [theta] : (0..<r.n).map { theta * Float($0) / Float(r.n - 1) }
         let ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, context, "text-diffs", r, extra: thetas.map { ["theta": Double($0)] }) { pipeline, progress in
+        return try await answer(request, "text-diffs", r, extra: thetas.map { ["theta": Double($0)] }) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
             return try pipeline.textDiff(image, from: source, to: target, thetas: thetas, options: ddim, noise: &noise, progress: progress)
         }
@@ -169,12 +171,20 @@ struct Routes: Sendable {
 
     // MARK: Shared steps
 
+    /// Runs a job route on the request's body, cancelled when the client hangs up: Hummingbird's
+    /// `consumeWithCancellationOnInboundClose` hands the route the body and watches the connection's inbound stream
+    /// after it, whose end is the hang-up (the model then drops the job at its next step).
+    func job(_ request: Request, _ route: @Sendable (Request, RequestBody) async throws -> Response) async throws -> Response {
+        guard service.configuration.cancelOnDisconnect else { return try await route(request, request.body) }
+        return try await request.body.consumeWithCancellationOnInboundClose { body in try await route(request, body) }
+    }
+
     /// Runs a job (its id from `x-unclip-job-id` when the client chose a sane one) and answers with its images.
-    private func answer(_ request: Request, _ context: ServerRequestContext, _ operation: String, _ r: ImageRequest,
+    private func answer(_ request: Request, _ operation: String, _ r: ImageRequest,
                         extra: [[String: Any]] = [],
                         _ body: @escaping @Sendable (UnCLIPPipeline, @escaping (PipelineProgress) -> Bool) throws -> Tensor) async throws -> Response {
         let id = request.headers[.jobID].flatMap { JobBoard.isValidID($0) ? $0 : nil } ?? "job_" + FileStore.newID()
-        let images = try await service.run(operation, job: id, count: r.n, channel: context.channel) { pipeline, progress in
+        let images = try await service.run(operation, job: id, count: r.n) { pipeline, progress in
             UnCLIPPipeline.images(from: try body(pipeline, progress))
         }
         var response = try service.answer(images, r, baseURL: baseURL(request), extra: extra)
@@ -195,16 +205,14 @@ struct Routes: Sendable {
         return "http://" + (request.head.authority ?? "\(c.host):\(c.port)")
     }
 
-    private func json(_ request: Request) async throws -> RequestFields {
+    private func json(_ request: Request, _ body: RequestBody) async throws -> RequestFields {
         let limit = service.configuration.maxJSONBytes
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw APIError.tooLarge(limit: limit) }
-        var request = request
-        let body = try await request.collectBody(upTo: limit)
-        return try RequestFields.parseJSON(body.readableBytesView)
+        return try RequestFields.parseJSON(try await body.collect(upTo: limit).readableBytesView)
     }
 
-    private func form(_ request: Request) async throws -> FormData {
-        try await FormData.read(request.body, contentType: request.headers[.contentType],
+    private func form(_ request: Request, _ body: RequestBody) async throws -> FormData {
+        try await FormData.read(body, contentType: request.headers[.contentType],
                                 contentLength: request.headers[.contentLength].flatMap { Int($0) },
                                 maxBytes: service.configuration.maxMultipartBytes, maxFileBytes: PNGInput.maxBytes)
     }

@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable {
     public var maxMultipartBytes = 9 << 20
     /// The largest side of an uploaded PNG, checked on its header before decoding (the PNG-bomb guard).
     public var maxInputSide = 2048
+    /// Cancel a job when its client's connection closes, seen as the end of the connection's inbound stream
+    /// (Hummingbird's `consumeWithCancellationOnInboundClose`). Needs a real connection: router tests, whose
+    /// requests have none, turn it off.
+    public var cancelOnDisconnect = true
     /// How long SIGTERM / SIGINT wait for running and queued jobs before cancelling them.
     public var gracePeriod: TimeInterval = 30
 

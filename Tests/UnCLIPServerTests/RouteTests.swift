@@ -188,9 +188,9 @@ final class RouteTests: XCTestCase {
         }
     }
 
-    /// The same router over a real socket.
+    /// The same router over a real socket, watching for hang-ups.
     func testLiveServer() async throws {
-        let app = makeApp(try makeService())
+        let app = makeApp(try makeService { $0.cancelOnDisconnect = true })
         try await app.test(.live) { client in
             let answer = try await client.post("/v1/images/generations",
                                                json: ["prompt": "a green triangle", "steps": 2, "response_format": "b64_json", "size": "256x256"])

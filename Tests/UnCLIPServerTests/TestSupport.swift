@@ -18,6 +18,7 @@ let sharedModel: UnCLIPModel = {
 func makeService(model: UnCLIPModel = sharedModel, configure: (inout ServerConfiguration) -> Void = { _ in }) throws -> ImageService {
     let files = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-server-tests-\(UUID().uuidString)")
     var configuration = ServerConfiguration(filesDirectory: files)
+    configuration.cancelOnDisconnect = false  // the router-test client has no connection to watch
     configure(&configuration)
     return try ImageService(model: model, modelName: "shapes-unclip", configuration: configuration)
 }
