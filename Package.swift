@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "UnCLIPServerTests", dependencies: [
             "UnCLIPServer", "UnCLIPModels", "UnCLIPImage", "UnCLIPShapesModel",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
-        ], swiftSettings: librarySettings),
+        ]),
         .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png"]),
     ],
     swiftLanguageModes: [.v5]

@@ -9,8 +9,13 @@ if ! command -v nginx >/dev/null; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
 fi
-swift build -c release --product unclip >/dev/null
-bin="$(swift build -c release --show-bin-path)/unclip"
+# UNCLIP_BIN: an unclip already built (e.g. by `swift test -c release`, whose testable build a plain
+# `swift build -c release` would redo from scratch); otherwise it is built here.
+bin="${UNCLIP_BIN:-}"
+if [ -z "$bin" ]; then
+  swift build -c release --product unclip >/dev/null
+  bin="$(swift build -c release --show-bin-path)/unclip"
+fi
 work=$(mktemp -d /tmp/unclip-replicas.XXXXXX)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

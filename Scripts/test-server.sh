@@ -7,8 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -c "import openai" 2>/dev/null || python3 -m pip install -q "openai>=1.50,<4"
-swift build -c release --product unclip >/dev/null
-bin="$(swift build -c release --show-bin-path)/unclip"
+# UNCLIP_BIN: an unclip already built (e.g. by `swift test -c release`, whose testable build a plain
+# `swift build -c release` would redo from scratch); otherwise it is built here.
+bin="${UNCLIP_BIN:-}"
+if [ -z "$bin" ]; then
+  swift build -c release --product unclip >/dev/null
+  bin="$(swift build -c release --show-bin-path)/unclip"
+fi
 work=$(mktemp -d /tmp/unclip-server-test.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 python3 -W ignore::DeprecationWarning Scripts/server/server_tests.py --unclip "$bin" --workdir "$work" \

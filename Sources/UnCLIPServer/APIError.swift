@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import UnCLIPModels
 
 /// An error answered in the OpenAI API's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -70,27 +71,34 @@ func jsonResponse(_ object: Any, status: HTTPResponse.Status = .ok) -> Response 
                     body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
 }
 
-/// Turns every error thrown below it into the API's error shape: `APIError` as it is, Hummingbird's `HTTPError`
-/// (404 of the router, 413 of `collect(upTo:)`) in the same shape, a cancelled job as 499, anything else as 500.
+/// Turns every error thrown below it into the API's error shape (`errorResponse`).
 struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as APIError {
-            return error.response()
-        } catch let error as HTTPError {
-            if error.status == .contentTooLarge {
-                return APIError(.contentTooLarge, "The request body is too large.", code: "request_too_large").response()
-            }
-            let message = error.body ?? (error.status == .notFound ? "Unknown route \(request.method) \(request.uri.path)." : error.status.reasonPhrase)
-            return APIError(error.status, message, type: error.status.code < 500 ? "invalid_request_error" : "server_error").response()
-        } catch where error is PipelineCancelled || error is CancellationError {
-            // The client has gone (or the server is stopping): nobody reads this answer, nginx's 499 says so in logs.
-            return APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "The request was cancelled.",
-                            type: "server_error", code: "cancelled").response()
         } catch {
-            context.logger.error("internal error", metadata: ["error": "\(error)"])
-            return APIError.serverError("The server had an error while processing your request.").response()
+            return errorResponse(error, request: request, logger: context.logger)
         }
+    }
+}
+
+/// An error as the API's answer: `APIError` as it is, Hummingbird's `HTTPError` (404 of the router, 413 of
+/// `collect(upTo:)`) in the same shape, a cancelled job as 499, anything else as 500 (and logged).
+func errorResponse(_ error: any Error, request: Request, logger: Logger) -> Response {
+    switch error {
+    case let error as APIError:
+        return error.response()
+    case let error as HTTPError where error.status == .contentTooLarge:
+        return APIError(.contentTooLarge, "The request body is too large.", code: "request_too_large").response()
+    case let error as HTTPError:
+        let message = error.body ?? (error.status == .notFound ? "Unknown route \(request.method) \(request.uri.path)." : error.status.reasonPhrase)
+        return APIError(error.status, message, type: error.status.code < 500 ? "invalid_request_error" : "server_error").response()
+    case is PipelineCancelled, is CancellationError:
+        // The client has gone (or the server is stopping): nobody reads this answer, nginx's 499 says so in logs.
+        return APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"), "The request was cancelled.",
+                        type: "server_error", code: "cancelled").response()
+    default:
+        logger.error("internal error", metadata: ["error": "\(error)"])
+        return APIError.serverError("The server had an error while processing your request.").response()
     }
 }

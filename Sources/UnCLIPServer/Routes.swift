@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import UnCLIPImage
 import UnCLIPModels
 
@@ -42,11 +43,11 @@ public func buildRouter(service: ImageService) -> Router<ServerRequestContext> {
         guard JobBoard.isValidID(id) else { throw APIError.invalid("id", "Invalid job id.", code: "invalid_job_id") }
         return jsonResponse(service.jobs.job(id)?.json ?? ["id": id, "object": "job", "status": "pending"])
     }
-    api.post("images/generations") { request, _ in try await routes.job(request, routes.generations) }
-    api.post("images/variations") { request, _ in try await routes.job(request, routes.variations) }
-    api.post("images/edits") { request, _ in try await routes.job(request, routes.edits) }
-    api.post("images/interpolations") { request, _ in try await routes.job(request, routes.interpolations) }
-    api.post("images/text-diffs") { request, _ in try await routes.job(request, routes.textDiffs) }
+    api.post("images/generations") { request, context in try await routes.job(request, logger: context.logger, routes.generations) }
+    api.post("images/variations") { request, context in try await routes.job(request, logger: context.logger, routes.variations) }
+    api.post("images/edits") { request, context in try await routes.job(request, logger: context.logger, routes.edits) }
+    api.post("images/interpolations") { request, context in try await routes.job(request, logger: context.logger, routes.interpolations) }
+    api.post("images/text-diffs") { request, context in try await routes.job(request, logger: context.logger, routes.textDiffs) }
     return router
 }
 
@@ -173,10 +174,19 @@ struct Routes: Sendable {
 
     /// Runs a job route on the request's body, cancelled when the client hangs up: Hummingbird's
     /// `consumeWithCancellationOnInboundClose` hands the route the body and watches the connection's inbound stream
-    /// after it, whose end is the hang-up (the model then drops the job at its next step).
-    func job(_ request: Request, _ route: @Sendable (Request, RequestBody) async throws -> Response) async throws -> Response {
+    /// after it, whose end is the hang-up (the model then drops the job at its next step). Errors become responses
+    /// here, so that error answers say they close the connection too.
+    func job(_ request: Request, logger: Logger, _ route: @Sendable (Request, RequestBody) async throws -> Response) async throws -> Response {
         guard service.configuration.cancelOnDisconnect else { return try await route(request, request.body) }
-        return try await request.body.consumeWithCancellationOnInboundClose { body in try await route(request, body) }
+        var response: Response
+        do {
+            response = try await request.body.consumeWithCancellationOnInboundClose { body in try await route(request, body) }
+        } catch {
+            response = errorResponse(error, request: request, logger: logger)
+        }
+        // Hummingbird closes the connection after such a response; saying so lets clients open a new one at once.
+        response.headers[.connection] = "close"
+        return response
     }
 
     /// Runs a job (its id from `x-unclip-job-id` when the client chose a sane one) and answers with its images.

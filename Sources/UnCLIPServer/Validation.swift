@@ -35,11 +35,13 @@ enum JSONValue: Decodable, Sendable, Equatable {
 /// real API ignored unknown JSON fields. Form fields are text, so they are parsed to the type asked for.
 struct RequestFields: Sendable {
     private let values: [String: JSONValue]
+    /// Form fields are all text, so numbers come as strings; in JSON a string where a number belongs is an error.
+    private let textual: Bool
 
-    init(json: [String: JSONValue]) { values = json }
+    init(json: [String: JSONValue]) { values = json; textual = false }
 
     /// The text fields of a form, each as a JSON string.
-    init(form: [String: String]) { values = form.mapValues { .string($0) } }
+    init(form: [String: String]) { values = form.mapValues { .string($0) }; textual = true }
 
     /// The body as a JSON object, or a 400 saying why it is not one.
     static func parseJSON(_ bytes: some Sequence<UInt8>) throws -> RequestFields {
@@ -87,7 +89,7 @@ struct RequestFields: Sendable {
         switch v {
         case .integer(let x): i = x
         case .number(let x) where x.rounded() == x && abs(x) < 9e15: i = Int64(x)
-        case .string(let s) where Int64(s.trimmingCharacters(in: .whitespaces)) != nil: i = Int64(s.trimmingCharacters(in: .whitespaces))!
+        case .string(let s) where textual && Int64(s.trimmingCharacters(in: .whitespaces)) != nil: i = Int64(s.trimmingCharacters(in: .whitespaces))!
         default: throw typeError(name, expected: "an integer", got: v)
         }
         try check(name, Double(i), in: Double(range.lowerBound)...Double(range.upperBound), kind: "integer", shown: "\(i)")
@@ -100,7 +102,7 @@ struct RequestFields: Sendable {
         switch v {
         case .integer(let i): x = Double(i)
         case .number(let d): x = d
-        case .string(let s) where Double(s.trimmingCharacters(in: .whitespaces))?.isFinite == true: x = Double(s.trimmingCharacters(in: .whitespaces))!
+        case .string(let s) where textual && Double(s.trimmingCharacters(in: .whitespaces))?.isFinite == true: x = Double(s.trimmingCharacters(in: .whitespaces))!
         default: throw typeError(name, expected: "a number", got: v)
         }
         try check(name, x, in: range, kind: "decimal", shown: "\(x)")

@@ -22,14 +22,18 @@ final class RouteTests: XCTestCase {
             let models = try json(try await client.get("/v1/models"))
             let ids = (models["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
             XCTAssertEqual(Set(ids ?? []), ["dall-e-2", "shapes-unclip"])
-            XCTAssertEqual(try json(try await client.get("/v1/models/dall-e-2"))["id"] as? String, "dall-e-2")
+            let response1 = try await client.get("/v1/models/dall-e-2")
+            XCTAssertEqual(try json(response1)["id"] as? String, "dall-e-2")
             try assertAPIError(try await client.get("/v1/models/dall-e-3"), .notFound, param: "model")
 
             let page = try await client.get("/")
             XCTAssertEqual(page.status, .ok)
             XCTAssertEqual(page.headers[.contentType], "text/html; charset=utf-8")
             XCTAssertTrue(String(buffer: page.body).contains("<script src=\"/web/app.js\">"))
-            for asset in ["app.js", "style.css"] { XCTAssertEqual(try await client.get("/web/\(asset)").status, .ok, asset) }
+            for asset in ["app.js", "style.css"] {
+                let response = try await client.get("/web/\(asset)")
+                XCTAssertEqual(response.status, .ok, asset)
+            }
             try assertAPIError(try await client.get("/web/..%2FPackage.swift"), .notFound)
             try assertAPIError(try await client.get("/web/index.htm"), .notFound)
 
@@ -61,7 +65,8 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(pngs.count, 2)
             XCTAssertTrue(pngs.allSatisfy { $0.width == 256 && $0.height == 256 })
             // Same seed, same images.
-            XCTAssertEqual(try images(try await client.post("/v1/images/generations", json: body)), pngs)
+            let response2 = try await client.post("/v1/images/generations", json: body)
+            XCTAssertEqual(try images(response2), pngs)
 
             body["response_format"] = "url"
             body["n"] = 1
@@ -92,23 +97,27 @@ final class RouteTests: XCTestCase {
             form.file("image", try testPNG())
             form.field("n", "2"); form.field("size", "256x256"); form.field("response_format", "b64_json")
             form.field("steps", "2"); form.field("seed", "3")
-            XCTAssertEqual(try images(try await client.post("/v1/images/variations", form: form)).count, 2)
+            let response3 = try await client.post("/v1/images/variations", form: form)
+            XCTAssertEqual(try images(response3).count, 2)
 
             // The paper's variations (DDIM inversion at η) when `eta` is sent.
             form.field("eta", "0.5")
-            XCTAssertEqual(try images(try await client.post("/v1/images/variations", form: form)).count, 2)
+            let response4 = try await client.post("/v1/images/variations", form: form)
+            XCTAssertEqual(try images(response4).count, 2)
 
             // An edit whose mask is the image's own alpha, then one with a separate mask.
             var edit = Multipart()
             edit.file("image", try testPNG(transparentRightHalf: true))
             edit.field("prompt", "a red circle to the left of a green triangle")
             edit.field("response_format", "b64_json"); edit.field("size", "256x256"); edit.field("steps", "2")
-            XCTAssertEqual(try images(try await client.post("/v1/images/edits", form: edit)).count, 1)
+            let response5 = try await client.post("/v1/images/edits", form: edit)
+            XCTAssertEqual(try images(response5).count, 1)
             var masked = Multipart()
             masked.file("image", try testPNG(rgbOnly: true))
             masked.file("mask", try testPNG(transparentRightHalf: true), filename: "mask.png")
             masked.field("prompt", "a red circle"); masked.field("response_format", "b64_json"); masked.field("steps", "2")
-            XCTAssertEqual(try images(try await client.post("/v1/images/edits", form: masked)).first?.width, 1024)
+            let response6 = try await client.post("/v1/images/edits", form: masked)
+            XCTAssertEqual(try images(response6).first?.width, 1024)
 
             var interpolation = Multipart()
             interpolation.file("image", try testPNG())
@@ -143,7 +152,8 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(job["status"] as? String, "succeeded")
             XCTAssertEqual(job["stage"] as? String, "super_res")
             XCTAssertEqual(job["stages_done"] as? Int, 2)  // prior, decoder, then super-resolution
-            XCTAssertEqual(try json(try await client.get("/v1/jobs/not-started-yet"))["status"] as? String, "pending")
+            let response7 = try await client.get("/v1/jobs/not-started-yet")
+            XCTAssertEqual(try json(response7)["status"] as? String, "pending")
             try assertAPIError(try await client.get("/v1/jobs/a.b"), .badRequest, param: "id")
             // A server-chosen id when the client sends none (or a bad one).
             let other = try await client.post("/v1/images/generations", json: body, headers: [.jobID: "../x"])
@@ -159,9 +169,12 @@ final class RouteTests: XCTestCase {
             try assertAPIError(try await client.get("/v1/models", headers: [.authorization: "Bearer sk-firs"]), .unauthorized)
             try assertAPIError(try await client.get("/v1/models", headers: [.authorization: "sk-first"]), .unauthorized)
             try assertAPIError(try await client.post("/v1/images/generations", json: ["prompt": "x"]), .unauthorized)
-            XCTAssertEqual(try await client.get("/v1/models", headers: [.authorization: "Bearer sk-second"]).status, .ok)
-            XCTAssertEqual(try await client.get("/health").status, .ok)
-            XCTAssertEqual(try await client.get("/").status, .ok)
+            let response8 = try await client.get("/v1/models", headers: [.authorization: "Bearer sk-second"])
+            XCTAssertEqual(response8.status, .ok)
+            let response9 = try await client.get("/health")
+            XCTAssertEqual(response9.status, .ok)
+            let response10 = try await client.get("/")
+            XCTAssertEqual(response10.status, .ok)
         }
         let keys = APIKeyMiddleware<ServerRequestContext>(keys: ["abc", "abcd"])
         XCTAssertTrue(keys.accepts(Array("abc".utf8)))
@@ -178,23 +191,27 @@ final class RouteTests: XCTestCase {
         let app = makeApp(service)
         try await app.test(.router) { client in
             let slow: [String: Any] = ["prompt": "a red circle", "steps": 200, "n": 2, "response_format": "b64_json"]
-            async let running = client.post("/v1/images/generations", json: slow)
+            let running = Task { try await client.post("/v1/images/generations", json: slow) }
             while narrow.queued == 0 { try await Task.sleep(for: .milliseconds(10)) }
             let refused = try await client.post("/v1/images/generations", json: ["prompt": "a red circle"])
             let error = try assertAPIError(refused, .tooManyRequests)
             XCTAssertEqual(error["code"] as? String, "rate_limit_exceeded")
             XCTAssertGreaterThanOrEqual(Int(refused.headers[.retryAfter] ?? "") ?? 0, 1)
-            XCTAssertEqual(try await running.status, .ok)
+            let finished = try await running.value
+            XCTAssertEqual(finished.status, .ok)
         }
     }
 
-    /// The same router over a real socket, watching for hang-ups.
+    /// The same router over a real socket, watching for hang-ups (so each job route's answer closes its connection).
     func testLiveServer() async throws {
         let app = makeApp(try makeService { $0.cancelOnDisconnect = true })
         try await app.test(.live) { client in
             let answer = try await client.post("/v1/images/generations",
                                                json: ["prompt": "a green triangle", "steps": 2, "response_format": "b64_json", "size": "256x256"])
             XCTAssertEqual(try images(answer).count, 1)
+            XCTAssertEqual(answer.headers[.connection], "close")
+        }
+        try await app.test(.live) { client in
             try assertAPIError(try await client.post("/v1/images/generations", json: ["n": 1]), .badRequest, param: "prompt")
         }
     }
