@@ -466,7 +466,7 @@ def cli_throughput(unclip, workdir):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--unclip", required=True)
+    parser.add_argument("--unclip", help="the unclip binary (not needed with --only load)")
     parser.add_argument("--workdir", default=tempfile.mkdtemp(prefix="unclip-server-"))
     parser.add_argument("--only", choices=["all", "load"], default="all")
     parser.add_argument("--base", help="an already running server (or proxy) for --only load")

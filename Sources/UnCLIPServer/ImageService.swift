@@ -66,7 +66,7 @@ public final class ImageService: Sendable {
 
     /// Runs `body` on the model as job `id`: admitted or 429, its progress on the job board, dropped at its next
     /// step when the calling task is cancelled (the client hung up), timed into the metrics.
-    func run(_ operation: String, job id: String, count: Int,
+    func run(_ operation: String, job id: String,
              _ body: @escaping @Sendable (UnCLIPPipeline, _ progress: @escaping (PipelineProgress) -> Bool) throws -> [RGBImage]) async throws -> [RGBImage] {
         jobs.queue(id, operation: operation)
         let board = jobs

@@ -194,7 +194,7 @@ struct Routes: Sendable {
                         extra: [[String: Any]] = [],
                         _ body: @escaping @Sendable (UnCLIPPipeline, @escaping (PipelineProgress) -> Bool) throws -> Tensor) async throws -> Response {
         let id = request.headers[.jobID].flatMap { JobBoard.isValidID($0) ? $0 : nil } ?? "job_" + FileStore.newID()
-        let images = try await service.run(operation, job: id, count: r.n) { pipeline, progress in
+        let images = try await service.run(operation, job: id) { pipeline, progress in
             UnCLIPPipeline.images(from: try body(pipeline, progress))
         }
         var response = try service.answer(images, r, baseURL: baseURL(request), extra: extra)

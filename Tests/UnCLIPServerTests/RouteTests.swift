@@ -212,7 +212,7 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(answer.headers[.connection], "close")
         }
         try await app.test(.live) { client in
-            try assertAPIError(try await client.post("/v1/images/generations", json: ["n": 1]), .badRequest, param: "prompt")
+            _ = try assertAPIError(try await client.post("/v1/images/generations", json: ["n": 1]), .badRequest, param: "prompt")
         }
     }
 }
