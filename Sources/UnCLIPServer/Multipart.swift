@@ -15,14 +15,13 @@ struct FormData: Sendable {
 
     /// Reads `body` through MultipartKit's streaming parser.
     ///
-    /// Nothing beyond `maxBytes` is ever held: a declared `content-length` over it is refused before reading, and a
-    /// body that grows past it is refused at the chunk that crosses the limit (413). A file part of `maxFileBytes` or
-    /// more is refused as the API does (400, "less than 4 MB"). A body that ends before the closing boundary (a client
-    /// that dropped, a proxy that cut it) is a 400, never a half-read form.
+    /// Nothing beyond `maxBytes` is ever held: a declared `content-length` over it is refused before reading
+    /// (`check`), and a body that grows past it is refused at the chunk that crosses the limit (413). A file part of
+    /// `maxFileBytes` or more is refused as the API does (400, "less than 4 MB"). A body that ends before the closing
+    /// boundary (a client that dropped, a proxy that cut it) is a 400, never a half-read form.
     static func read(_ body: RequestBody, contentType: String?, contentLength: Int?, maxBytes: Int,
                      maxFileBytes: Int) async throws -> FormData {
-        let boundary = try Self.boundary(of: contentType)
-        if let contentLength, contentLength > maxBytes { throw APIError.tooLarge(limit: maxBytes) }
+        let boundary = try check(contentType: contentType, contentLength: contentLength, maxBytes: maxBytes)
         let collector = Collector(maxFileBytes: maxFileBytes)
         let parser = MultipartParser(boundary: boundary)
         parser.onHeader = { name, value in collector.header(name, value) }
@@ -32,7 +31,7 @@ struct FormData: Sendable {
         let closing = Array("--\(boundary)--".utf8)
         var tail: [UInt8] = []
         var total = 0
-        for try await chunk in body {
+        try await readChunks(body) { chunk in
             total += chunk.readableBytes
             if total > maxBytes { throw APIError.tooLarge(limit: maxBytes) }
             do { try parser.execute(chunk) } catch {
@@ -47,6 +46,33 @@ struct FormData: Sendable {
                            code: "invalid_multipart")
         }
         return collector.form
+    }
+
+    /// The boundary of a multipart request, after refusing a declared length over `maxBytes` (413): what can be
+    /// refused before the body is touched.
+    @discardableResult
+    static func check(contentType: String?, contentLength: Int?, maxBytes: Int) throws -> String {
+        let boundary = try Self.boundary(of: contentType)
+        if let contentLength, contentLength > maxBytes { throw APIError.tooLarge(limit: maxBytes) }
+        return boundary
+    }
+
+    /// Hands each chunk of `body` to `handle`; after its first error, reads the rest and drops it, then throws.
+    ///
+    /// The rest is read, not left, because a job route's body comes through Hummingbird's hang-up watcher
+    /// (`consumeWithCancellationOnInboundClose`), which holds the answer until the body has ended; dropped chunks are
+    /// never kept. (A declared length over the limit is refused before the watcher, at once: `Routes.precheck`.) A
+    /// body that stops arriving (the client hung up, or sent less than it declared) is a 400, not a server error.
+    static func readChunks(_ body: RequestBody, _ handle: (ByteBuffer) throws -> Void) async throws {
+        var failure: (any Error)?
+        do {
+            for try await chunk in body where failure == nil {
+                do { try handle(chunk) } catch { failure = error }
+            }
+        } catch {
+            throw failure ?? APIError(.badRequest, "The request body ended before it was complete.", code: "incomplete_body")
+        }
+        if let failure { throw failure }
     }
 
     /// The boundary parameter of a `multipart/form-data` content type.

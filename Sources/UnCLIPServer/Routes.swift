@@ -43,13 +43,16 @@ public func buildRouter(service: ImageService) -> Router<ServerRequestContext> {
         guard JobBoard.isValidID(id) else { throw APIError.invalid("id", "Invalid job id.", code: "invalid_job_id") }
         return jsonResponse(service.jobs.job(id)?.json ?? ["id": id, "object": "job", "status": "pending"])
     }
-    api.post("images/generations") { request, context in try await routes.job(request, logger: context.logger, routes.generations) }
-    api.post("images/variations") { request, context in try await routes.job(request, logger: context.logger, routes.variations) }
-    api.post("images/edits") { request, context in try await routes.job(request, logger: context.logger, routes.edits) }
-    api.post("images/interpolations") { request, context in try await routes.job(request, logger: context.logger, routes.interpolations) }
-    api.post("images/text-diffs") { request, context in try await routes.job(request, logger: context.logger, routes.textDiffs) }
+    api.post("images/generations") { request, context in try await routes.job(request, .json, logger: context.logger, routes.generations) }
+    api.post("images/variations") { request, context in try await routes.job(request, .form, logger: context.logger, routes.variations) }
+    api.post("images/edits") { request, context in try await routes.job(request, .form, logger: context.logger, routes.edits) }
+    api.post("images/interpolations") { request, context in try await routes.job(request, .form, logger: context.logger, routes.interpolations) }
+    api.post("images/text-diffs") { request, context in try await routes.job(request, .form, logger: context.logger, routes.textDiffs) }
     return router
 }
+
+/// How a job route's body is encoded.
+enum BodyKind: Sendable { case json, form }
 
 /// The handlers: each reads and validates its request completely before the model is asked for anything.
 struct Routes: Sendable {
@@ -176,7 +179,8 @@ struct Routes: Sendable {
     /// `consumeWithCancellationOnInboundClose` hands the route the body and watches the connection's inbound stream
     /// after it, whose end is the hang-up (the model then drops the job at its next step). Errors become responses
     /// here, so that error answers say they close the connection too.
-    func job(_ request: Request, logger: Logger, _ route: @Sendable (Request, RequestBody) async throws -> Response) async throws -> Response {
+    func job(_ request: Request, _ kind: BodyKind, logger: Logger, _ route: @Sendable (Request, RequestBody) async throws -> Response) async throws -> Response {
+        try precheck(request, kind)
         guard service.configuration.cancelOnDisconnect else { return try await route(request, request.body) }
         var response: Response
         do {
@@ -187,6 +191,17 @@ struct Routes: Sendable {
         // Hummingbird closes the connection after such a response; saying so lets clients open a new one at once.
         response.headers[.connection] = "close"
         return response
+    }
+
+    /// What can be refused before the body is touched (a declared length over the limit, a wrong content type),
+    /// refused here, outside the hang-up watcher, so the answer goes out before the body would have been read.
+    private func precheck(_ request: Request, _ kind: BodyKind) throws {
+        let c = service.configuration
+        let length = request.headers[.contentLength].flatMap { Int($0) }
+        switch kind {
+        case .json: if let length, length > c.maxJSONBytes { throw APIError.tooLarge(limit: c.maxJSONBytes) }
+        case .form: try FormData.check(contentType: request.headers[.contentType], contentLength: length, maxBytes: c.maxMultipartBytes)
+        }
     }
 
     /// Runs a job (its id from `x-unclip-job-id` when the client chose a sane one) and answers with its images.
@@ -217,8 +232,12 @@ struct Routes: Sendable {
 
     private func json(_ request: Request, _ body: RequestBody) async throws -> RequestFields {
         let limit = service.configuration.maxJSONBytes
-        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit { throw APIError.tooLarge(limit: limit) }
-        return try RequestFields.parseJSON(try await body.collect(upTo: limit).readableBytesView)
+        var bytes: [UInt8] = []
+        try await FormData.readChunks(body) { chunk in
+            guard bytes.count + chunk.readableBytes <= limit else { throw APIError.tooLarge(limit: limit) }
+            bytes += chunk.readableBytesView
+        }
+        return try RequestFields.parseJSON(bytes)
     }
 
     private func form(_ request: Request, _ body: RequestBody) async throws -> FormData {
