@@ -18,10 +18,21 @@ let package = Package(
         .library(name: "UnCLIPTraining", targets: ["UnCLIPTraining"]),
         .library(name: "UnCLIPEvaluation", targets: ["UnCLIPEvaluation"]),
         .library(name: "UnCLIPShapesModel", targets: ["UnCLIPShapesModel"]),
+        .library(name: "UnCLIPServer", targets: ["UnCLIPServer"]),
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The server (`unclip serve`): pinned to the versions of the package mirror (docs/serving.md).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        .package(url: "https://github.com/vapor/multipart-kit", exact: "4.7.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", exact: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", exact: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", exact: "1.16.2"),
+        // Hummingbird's own dependencies, named because the server uses their types (Channel, HTTPField).
+        .package(url: "https://github.com/apple/swift-nio", .upToNextMinor(from: "2.101.2")),
+        .package(url: "https://github.com/apple/swift-http-types", .upToNextMinor(from: "1.8.0")),
     ],
     targets: [
         // System libraries (Debian: libdnnl-dev, libpng-dev, libjpeg-dev, zlib1g-dev; libgomp comes with gcc).
@@ -46,9 +57,21 @@ let package = Package(
         .target(name: "UnCLIPEvaluation", dependencies: ["UnCLIPModels", "UnCLIPImage", "UnCLIPShapesWorld"], swiftSettings: librarySettings),
         // The ShapesWorld pipeline trained by this project (docs/training.md), shipped as a resource (fp16, 15 MB).
         .target(name: "UnCLIPShapesModel", resources: [.copy("shapes-unclip")]),
+        // The OpenAI Images API over HTTP (Hummingbird 2) and its web page (Web/, plain HTML/CSS/JS, no build step).
+        .target(name: "UnCLIPServer", dependencies: [
+            "UnCLIPModels", "UnCLIPImage",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "MultipartKit", package: "multipart-kit"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+        ], resources: [.copy("Web")], swiftSettings: librarySettings),
         .target(name: "UnCLIPCLI", dependencies: [
             "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation", "UnCLIPShapesModel",
-            "UnCLIPShapesWorld",
+            "UnCLIPShapesWorld", "UnCLIPServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "unclip", dependencies: ["UnCLIPCLI"]),
@@ -62,6 +85,10 @@ let package = Package(
         .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining", "UnCLIPShapesWorld"]),
         .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation", "UnCLIPShapesModel"]),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage", "UnCLIPTraining"]),
+        .testTarget(name: "UnCLIPServerTests", dependencies: [
+            "UnCLIPServer", "UnCLIPModels", "UnCLIPImage", "UnCLIPShapesModel",
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+        ]),
         .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png"]),
     ],
     swiftLanguageModes: [.v5]

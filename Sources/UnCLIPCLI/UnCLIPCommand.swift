@@ -17,7 +17,7 @@ public struct UnCLIPCommand: ParsableCommand {
             `unclip train all` trains a model from scratch, `unclip evaluate` scores it, `unclip selftest` checks \
             the engine on this machine.
             """,
-        subcommands: [Generate.self, Edit.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
+        subcommands: [Generate.self, Edit.self, Serve.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 
     /// Runs the command, first making libgomp's idle threads sleep instead of spin unless the user chose a policy.
     ///
