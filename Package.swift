@@ -21,7 +21,8 @@ let package = Package(
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Pinned to a minor range (docs/dependencies.md).
+        .package(url: "https://github.com/apple/swift-argument-parser", .upToNextMinor(from: "1.8.2")),
     ],
     targets: [
         // System libraries (Debian: libdnnl-dev, libpng-dev, libjpeg-dev, zlib1g-dev; libgomp comes with gcc).
