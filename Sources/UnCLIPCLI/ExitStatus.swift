@@ -73,16 +73,14 @@ extension UnCLIPCommand {
         }
     }
 
-    /// Prints `error` as ArgumentParser does and exits with its status: usage errors with the usage line, input and
-    /// output errors with their message alone.
+    /// Prints `error` and exits with its status: parse and `validate()` errors as ArgumentParser does (with the
+    /// subcommand's usage line), everything a `run()` throws with its message alone.
     static func exit(reporting error: Error) -> Never {
         let status = exitStatus(for: error)
+        // Errors from parsing and `validate()` reach here wrapped by ArgumentParser, never as these types.
+        let thrownByRun = error is ValidationError || error is PipelineArgumentError || error is OutputConflict
         switch status {
-        case .usage where !(error is PipelineArgumentError || error is OutputConflict):
-            exit(withError: error)
-        case .usage:
-            exit(withError: ValidationError("\(error)"))
-        case .success, .interrupted:
+        case .usage where !thrownByRun, .success, .interrupted:
             exit(withError: error)
         default:
             FileHandle.standardError.write(Data("Error: \(message(for: error))\n".utf8))

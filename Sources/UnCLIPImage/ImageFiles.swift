@@ -79,19 +79,27 @@ public enum ImageFiles {
                 return
             }
         }
-        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else {
-            throw ImageError.cannotCreate(file: url.path, reason: "the folder \(folder) does not exist")
-        }
-        guard isDirectory.boolValue else { throw ImageError.cannotCreate(file: url.path, reason: "\(folder) is not a folder") }
         // A probe file, as the atomic write will create: access(2) says yes to root on a read-only file system.
+        let folder = folder(of: path)
         let probe = folder + "/.unclip-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard fd >= 0 else {
-            throw ImageError.cannotCreate(file: url.path, reason: "cannot create a file in \(folder) (\(String(cString: strerror(errno))))")
-        }
+        guard fd >= 0 else { throw ImageError.cannotCreate(file: url.path, reason: creationFailure(in: folder)) }
         close(fd)
         unlink(probe)
+    }
+
+    static func folder(of path: String) -> String {
+        let folder = (path as NSString).deletingLastPathComponent
+        return folder.isEmpty ? "." : folder
+    }
+
+    /// Why a file could not be created in `folder`, just after the attempt (reads `errno`).
+    static func creationFailure(in folder: String) -> String {
+        let reason = String(cString: strerror(errno))
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) else { return "the folder \(folder) does not exist" }
+        guard isDirectory.boolValue else { return "\(folder) is not a folder" }
+        return "cannot create a file in \(folder) (\(reason))"
     }
 
     /// Writes `data` to `url` as described above.
@@ -107,12 +115,14 @@ public enum ImageFiles {
             try put(data, fd) { fail("cannot write") }
             return
         }
-        try checkWritable(url)
-        let name = (path as NSString).lastPathComponent
-        let folder = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
-        let temp = folder + "/.\(name).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ImageError.cannotCreate(file: url.path, reason: "it is a directory")
+        }
+        let folder = folder(of: path)
+        let temp = folder + "/.\((path as NSString).lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else { throw fail("cannot create a temporary file in \(folder)") }
+        guard fd >= 0 else { throw ImageError.cannotCreate(file: url.path, reason: creationFailure(in: folder)) }
         do {
             try put(data, fd) { fail("cannot write") }
             guard fsync(fd) == 0 else { throw fail("fsync") }

@@ -37,12 +37,6 @@ final class BadInputTests: XCTestCase {
         }
     }
 
-    func scratch() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-bad-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
 
     /// A scratch copy of a fixture pipeline with `config` of `component` edited.
     func model(_ name: String = "tiny_karlo_structure", editing file: String? = nil, _ edit: (inout [String: Any]) -> Void = { _ in }) throws -> String {
@@ -287,25 +281,25 @@ final class BadInputTests: XCTestCase {
             try (bytes ?? original.prefix(original.count / 2)).write(to: url)
             assertOutcome(try generate(dir), .dataError, ["prior"] + needles)
         }
+        let dir = try priorWeights { $0["proj_in.weight"] = Tensor.zeros([2, 2]) }
+        assertOutcome(try generate(dir), .dataError, ["prior", "proj_in.weight", "[2, 2]"])
+    }
+
+    /// A scratch model whose prior weights `edit` changed.
+    func priorWeights(_ edit: (inout [String: Tensor]) -> Void) throws -> String {
         let dir = try model()
         let url = URL(fileURLWithPath: dir + "/prior/diffusion_pytorch_model.safetensors")
         let file = try SafeTensorsFile(contentsOf: url)
         var tensors: [String: Tensor] = [:]
         for name in file.names { tensors[name] = try file.tensor(name).clone() }
-        tensors["proj_in.weight"] = Tensor.zeros([2, 2])
+        edit(&tensors)
         try SafeTensors.write(tensors, to: url)
-        assertOutcome(try generate(dir), .dataError, ["prior", "proj_in.weight", "[2, 2]"])
+        return dir
     }
 
     func testNonFiniteWeightsAreRefusedNamingTheTensor() throws {
         for (value, shown) in [(Float.nan, "nan"), (Float.infinity, "inf")] {
-            let dir = try model()
-            let url = URL(fileURLWithPath: dir + "/prior/diffusion_pytorch_model.safetensors")
-            let file = try SafeTensorsFile(contentsOf: url)
-            var tensors: [String: Tensor] = [:]
-            for name in file.names { tensors[name] = try file.tensor(name).clone() }
-            tensors["proj_in.weight"]!.data[3] = value
-            try SafeTensors.write(tensors, to: url)
+            let dir = try priorWeights { $0["proj_in.weight"]!.data[3] = value }
             assertOutcome(try generate(dir), .dataError, ["prior", "proj_in.weight", shown, "element 3"])
         }
     }
@@ -353,6 +347,16 @@ final class BadInputTests: XCTestCase {
     func testEveryStatusIsDocumentedInTheRootHelp() {
         let help = UnCLIPCommand.helpMessage()
         for status in ExitStatus.allCases { XCTAssertTrue(help.contains("\(status.rawValue)"), "\(status)") }
+    }
+}
+
+extension XCTestCase {
+    /// A new empty folder, removed after the test.
+    func scratch() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
     }
 }
 

@@ -32,13 +32,6 @@ final class CrashSafetyTests: XCTestCase {
         try XCTSkipUnless(FileManager.default.isExecutableFile(atPath: Self.binary.path), "no unclip executable at \(Self.binary.path)")
     }
 
-    func scratch() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-crash-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-        return url
-    }
-
     func start(_ arguments: [String], environment extra: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = Self.binary
