@@ -99,9 +99,9 @@ struct PriorArguments: ParsableArguments {
 let maxSamplingSteps = 1000
 
 /// `-n`: at least one image, and few enough that the batch fits (`SamplingOptions.maxImagesPerPrompt`).
-func validateCount(_ n: Int, flag: String = "-n") throws {
+func validateCount(_ n: Int) throws {
     guard (1...SamplingOptions.maxImagesPerPrompt).contains(n) else {
-        throw ValidationError("\(flag) must be in 1 … \(SamplingOptions.maxImagesPerPrompt) (got \(n)); run the command again for more images")
+        throw ValidationError("-n must be in 1 … \(SamplingOptions.maxImagesPerPrompt) (got \(n)); run the command again for more images")
     }
 }
 
@@ -113,7 +113,7 @@ func validateSteps(_ steps: Int?, _ flag: String) throws {
     }
 }
 
-/// A guidance scale option: finite and ≥ 0 (1 turns guidance off; 0 samples unconditionally).
+/// A guidance scale option: finite and ≥ 0 (at most 1 in both stages turns guidance off).
 func validateGuidance(_ scale: Float?, _ flag: String) throws {
     guard let scale else { return }
     guard scale.isFinite, scale >= 0, scale <= 1000 else {

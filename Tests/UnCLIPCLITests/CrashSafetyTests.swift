@@ -21,9 +21,9 @@ final class CrashSafetyTests: XCTestCase {
     /// One thread and the sleeping wait policy: the same arithmetic in every run, and no re-exec (UnCLIPCommand.main).
     static let environment = ProcessInfo.processInfo.environment.merging(["OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"]) { $1 }
 
-    /// A super-resolution UNet small enough that a step takes milliseconds, checkpointed every 2 steps.
+    /// A super-resolution UNet small enough that a step takes milliseconds, checkpointed every 2 steps, logging each.
     static let trainingConfig = #"""
-        {"training": {"steps": 40, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "seed": 5},
+        {"training": {"steps": 60, "batch_size": 2, "warmup_steps": 2, "checkpoint_every": 2, "seed": 5},
          "high_resolution": 16, "low_resolution": 8, "crop_size": 16, "block_out_channels": [8],
          "layers_per_block": 1, "norm_groups": 4, "precision": "fp32"}
         """#
@@ -77,6 +77,20 @@ final class CrashSafetyTests: XCTestCase {
         }
     }
 
+    /// The step of the checkpoint at `url`, 0 without one.
+    func checkpointStep(_ url: URL) -> Int {
+        (try? SafeTensorsFile(contentsOf: url))?.metadata["step"].flatMap { Int($0) } ?? 0
+    }
+
+    /// The last step the loss log records, counting only a log written after `date` (a resumed run first cuts the
+    /// log back to its checkpoint).
+    func loggedStep(_ log: URL, since date: Date) -> Int {
+        guard let modified = (try? FileManager.default.attributesOfItem(atPath: log.path))?[.modificationDate] as? Date,
+              modified > date, let text = try? String(contentsOf: log, encoding: .utf8),
+              let last = text.split(separator: "\n").last, let range = last.range(of: "\"step\":") else { return 0 }
+        return Int(last[range.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
     func testTrainingKilledTwentyTimesResumesToBitIdenticalWeights() throws {
         let dir = try scratch()
         let config = dir.appendingPathComponent("superres.json")
@@ -91,18 +105,24 @@ final class CrashSafetyTests: XCTestCase {
 
         let checkpoints = killed.appendingPathComponent("checkpoints/superres")
         let checkpoint = checkpoints.appendingPathComponent("checkpoint.safetensors")
+        let log = checkpoints.appendingPathComponent("loss.jsonl")
         var rng = SystemRandomNumberGenerator()
         var kills = 0, insideWrites = 0, attempts = 0
         while kills < 24 && attempts < 60 {
             attempts += 1
             let stalled = kills % 2 == 1  // every other run stalls each checkpoint write between write and rename
+            let launched = Date()
             let process = try start(train(killed, resume: kills > 0),
                                     environment: stalled ? ["UNCLIP_TEST_STALL_CHECKPOINT_WRITE": "0.2"] : [:])
             if stalled {
                 // Kill while a temporary checkpoint sits written but not yet renamed.
                 if poll(uninterrupted + 10, { !temporaryFiles(in: checkpoints).isEmpty }) { insideWrites += 1 }
             } else {
-                usleep(UInt32.random(in: 0...UInt32(min(uninterrupted, 2) * 1_000_000), using: &rng))
+                // Kill at a random moment 1–3 steps past the last checkpoint, so each run gets a little further
+                // (a kill at a random time would mostly land in the next run's start-up, or after the end).
+                let target = checkpointStep(checkpoint) + Int.random(in: 1...3, using: &rng)
+                _ = poll(uninterrupted + 10) { loggedStep(log, since: launched) >= target }
+                usleep(UInt32.random(in: 0...20_000, using: &rng))
             }
             guard process.isRunning else {
                 process.waitUntilExit()
