@@ -258,6 +258,12 @@ final class BadInputTests: XCTestCase {
             let dir = try model(editing: file) { $0[key] = value }
             assertOutcome(try generate(dir), .dataError, needles)
         }
+        // The image-variation pipeline's image processor and encoder.
+        for (key, value, needles) in [("crop_size", 0, ["crop_size.height = 0"]), ("crop_size", 16, ["crop_size 16×16", "image_size"]),
+                                      ("image_std", [0, 1, 1], ["image_std"])] as [(String, Any, [String])] {
+            let dir = try model("tiny_variation", editing: "feature_extractor/preprocessor_config.json") { $0[key] = value }
+            assertOutcome(["classify", Self.input, "--model", dir, "--labels", "a"], .dataError, ["preprocessor_config.json"] + needles)
+        }
     }
 
     func testBrokenWeightFilesAreNamed() throws {

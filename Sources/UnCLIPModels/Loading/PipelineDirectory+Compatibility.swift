@@ -49,9 +49,15 @@ extension PipelineDirectory {
             try require(proj.timeEmbedDim == time, "text_proj/config.json", "decoder/config.json",
                         "time_embed_dim \(proj.timeEmbedDim) differs from the decoder's time embedding (4 × block_out_channels[0] = \(time))")
         }
-        if let image = try config(CLIPVisionConfig.self, "image_encoder", clipKey: "vision_config"), let text {
-            try require(image.projectionDim == text.projectionDim, "image_encoder/config.json", "text_encoder/config.json",
-                        "projection_dim \(image.projectionDim) differs from the text encoder's \(text.projectionDim)")
+        if let image = try config(CLIPVisionConfig.self, "image_encoder", clipKey: "vision_config") {
+            if let text {
+                try require(image.projectionDim == text.projectionDim, "image_encoder/config.json", "text_encoder/config.json",
+                            "projection_dim \(image.projectionDim) differs from the text encoder's \(text.projectionDim)")
+            }
+            let processor = try loadImageProcessor()
+            try require(processor.cropHeight == image.imageSize && processor.cropWidth == image.imageSize,
+                        "feature_extractor/preprocessor_config.json", "image_encoder/config.json",
+                        "crop_size \(processor.cropHeight)×\(processor.cropWidth) differs from image_size \(image.imageSize)")
         }
         let channels = decoder.inChannels
         for k in 0... {
