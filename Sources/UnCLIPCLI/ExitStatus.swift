@@ -3,6 +3,7 @@ import Foundation
 import UnCLIPImage
 import UnCLIPModels
 import UnCLIPNN
+import UnCLIPShapesWorld
 import UnCLIPTraining
 
 /// The exit statuses of every `unclip` command, after BSD's sysexits.h; the root command's `--help` states them and
@@ -65,6 +66,9 @@ extension UnCLIPCommand {
         case is ConfigurationFileError, is InvalidConfiguration, is UnsupportedConfiguration, is SafeTensorsError,
              is ModuleLoadingError, is SchedulerError, is NoiseReplayError, is DecodingError, is UnknownActivationError:
             return .dataError
+        case let e as ShapesWorldError:
+            if case .io = e { return .cannotCreate }
+            return .usage  // a count or resolution the world cannot make
         case is PipelineArgumentError, is OutputConflict: return .usage
         case let e as ExitCode: return ExitStatus(rawValue: e.rawValue) ?? .failure
         default:
@@ -77,10 +81,10 @@ extension UnCLIPCommand {
     /// subcommand's usage line), everything a `run()` throws with its message alone.
     static func exit(reporting error: Error) -> Never {
         let status = exitStatus(for: error)
-        // Errors from parsing and `validate()` reach here wrapped by ArgumentParser, never as these types.
-        let thrownByRun = error is ValidationError || error is PipelineArgumentError || error is OutputConflict
+        // Errors from parsing and `validate()` come wrapped by ArgumentParser (64 to it, and not a bare ValidationError).
+        let fromParsing = exitCode(for: error) == .validationFailure && !(error is ValidationError)
         switch status {
-        case .usage where !thrownByRun, .success, .interrupted:
+        case .usage where fromParsing, .success, .interrupted:
             exit(withError: error)
         default:
             FileHandle.standardError.write(Data("Error: \(message(for: error))\n".utf8))

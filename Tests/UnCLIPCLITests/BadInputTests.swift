@@ -73,6 +73,7 @@ final class BadInputTests: XCTestCase {
         assertOutcome(["generate", "x", "--seed", "18446744073709551616"], .usage, ["--seed"])
         assertOutcome(["vary", Self.input, "-n", "100000"], .usage, ["-n"])
         assertOutcome(["interpolate", Self.input, Self.input, "--frames", "100000"], .usage, ["--frames"])
+        assertOutcome(["train", "superres", "--count=-1", "--out", try scratch().path], .usage, ["-1"])
         // The largest seed is a seed like any other.
         assertOutcome(try generate(Self.karlo, ["--seed", "18446744073709551615"]), .success)
     }

@@ -176,13 +176,11 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(insideWrites, 3)
     }
 
-    func testInputErrorsPrintNoUsageLineAndExitWithTheirStatus() throws {
-        let dir = try scratch()
-        let empty = dir.appendingPathComponent("empty.png")
-        try Data().write(to: empty)
+    /// The exit status and standard error of a run of the binary.
+    func errorOutput(_ arguments: [String]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = Self.binary
-        process.arguments = ["classify", empty.path, "--model", CLITests.parity.appendingPathComponent("tiny_variation").path, "--labels", "a"]
+        process.arguments = arguments
         process.environment = Self.environment
         let stderr = Pipe()
         process.standardError = stderr
@@ -190,9 +188,25 @@ final class CrashSafetyTests: XCTestCase {
         try process.run()
         let text = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 65)
+        return (process.terminationStatus, text)
+    }
+
+    func testInputErrorsPrintNoUsageLineAndExitWithTheirStatus() throws {
+        let dir = try scratch()
+        let empty = dir.appendingPathComponent("empty.png")
+        try Data().write(to: empty)
+        let variation = CLITests.parity.appendingPathComponent("tiny_variation").path
+        var (status, text) = try errorOutput(["classify", empty.path, "--model", variation, "--labels", "a"])
+        XCTAssertEqual(status, 65)
         XCTAssertTrue(text.contains("empty.png"), text)
         XCTAssertFalse(text.contains("Usage:"), text)
+        // A usage error found while parsing shows the subcommand's usage; one found by run() its message alone.
+        (status, text) = try errorOutput(["generate", "x", "-n", "0"])
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(text.contains("Usage: unclip generate"), text)
+        (status, text) = try errorOutput(["vary", empty.path, "--model", variation, "-o", empty.path])
+        XCTAssertEqual(status, 64)
+        XCTAssertTrue(text.contains("is the input") && !text.contains("Usage:"), text)
         // Invalid UTF-8 in a prompt (bytes FF FE) reaches the tokenizer repaired (U+FFFD), and draws.
         let out = dir.appendingPathComponent("utf8.png").path
         let shell = Process()
