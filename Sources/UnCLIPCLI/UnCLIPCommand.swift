@@ -17,7 +17,7 @@ public struct UnCLIPCommand: ParsableCommand {
             `unclip train all` trains a model from scratch, `unclip evaluate` scores it, `unclip selftest` checks \
             the engine on this machine.
 
-            Exit status: 0 success; 64 usage error (a bad option or value, printed with the usage); 65 malformed \
+            Exit status: 0 success; 64 usage error (a bad option or value, an output equal to an input); 65 malformed \
             input data (a config value no model can have, corrupt weights, a broken image, tokenizer or training \
             data); 66 an input that does not exist or cannot be read; 73 an output that cannot be created (missing \
             or read-only folder, a directory, an empty name); 130 training interrupted by Ctrl-C after its checkpoint \
