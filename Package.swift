@@ -22,7 +22,8 @@ let package = Package(
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Pinned to a minor range or an exact version (docs/dependencies.md).
+        .package(url: "https://github.com/apple/swift-argument-parser", .upToNextMinor(from: "1.8.2")),
         // The server (`unclip serve`): pinned to the versions of the package mirror (docs/serving.md).
         .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
         .package(url: "https://github.com/vapor/multipart-kit", exact: "4.7.1"),

@@ -71,10 +71,11 @@ struct Edit: ParsableCommand {
     var output = "edit.png"
 
     func run() throws {
+        try OutputPlan.images(at: output, count: sampling.n).check(inputs: [image, mask, sampling.noise])
         let input = try readAlphaImage(image)
         let region = try editMask(for: input)
         let pipeline = try model.pipeline()
-        let options = prior.applied(to: try sampling.options(for: pipeline))
+        let options = try prior.applied(to: try sampling.options(for: pipeline), in: pipeline)
         var noise = try sampling.noiseSource()
         let progress = StageProgress(quiet: sampling.quiet)
         let start = Date()
@@ -109,11 +110,9 @@ struct Edit: ParsableCommand {
     }
 }
 
-/// Reads an image keeping its alpha channel, naming the file in any error.
+/// Reads an image keeping its alpha channel; its errors name the file.
 func readAlphaImage(_ path: String) throws -> AlphaImage {
-    do { return try AlphaImage(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw ValidationError("cannot read the image \(path): \(error)")
-    }
+    try AlphaImage(contentsOf: URL(fileURLWithPath: path))
 }
 
 /// The input as a grid shows it: the repainted region as a grey checkerboard.

@@ -25,8 +25,9 @@ struct Generate: ParsableCommand {
     var output = "unclip.png"
 
     func run() throws {
+        try OutputPlan.images(at: output, count: sampling.n).check(inputs: [sampling.noise])
         let pipeline = try model.pipeline()
-        let options = prior.applied(to: try sampling.options(for: pipeline))
+        let options = try prior.applied(to: try sampling.options(for: pipeline), in: pipeline)
         var noise = try sampling.noiseSource()
         let progress = StageProgress(quiet: sampling.quiet)
         let start = Date()

@@ -22,6 +22,8 @@ struct InversionArguments: ParsableArguments {
     var depth: Double = DDIMOptions().depth
 
     func validate() throws {
+        try validateSteps(ddimSteps, "--ddim-steps")
+        try validateGuidance(guidance, "--guidance")
         do { try options(eta: 0).validate() } catch { throw ValidationError("\(error)") }
     }
 
@@ -48,7 +50,7 @@ struct DDIMArguments: ParsableArguments {
     var quiet = false
 
     func validate() throws {
-        guard superResSteps >= 2 else { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
+        try validateSteps(superResSteps, "--super-res-steps")
     }
 
     func options(eta: Float, defaults: DDIMOptions = DDIMOptions()) -> DDIMOptions {
@@ -56,11 +58,9 @@ struct DDIMArguments: ParsableArguments {
     }
 }
 
-/// Reads an input image, naming the file in any error.
+/// Reads an input image; its errors name the file (and are input errors, not usage errors: no usage line).
 func readImage(_ path: String) throws -> RGBImage {
-    do { return try RGBImage(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw ValidationError("cannot read the image \(path): \(error)")
-    }
+    try RGBImage(contentsOf: URL(fileURLWithPath: path))
 }
 
 /// The pipeline of `model`, checked to have the CLIP image encoder the manipulations need.
@@ -72,14 +72,11 @@ func manipulationPipeline(_ model: ModelOptions) throws -> UnCLIPPipeline {
     return pipeline
 }
 
-/// Writes numbered PNGs of `images` beside `path`.
+/// Writes numbered PNGs of `images` beside `path` (`OutputPlan.numbered`).
 func writeNumbered(_ images: [RGBImage], beside path: String) throws -> [String] {
-    let url = URL(fileURLWithPath: path)
-    let stem = url.deletingPathExtension().path, ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
-    return try images.enumerated().map { i, image in
-        let file = "\(stem)-\(i + 1).\(ext)"
-        try image.writePNG(to: URL(fileURLWithPath: file))
-        return file
+    try zip(images, OutputPlan.numbered(path, count: images.count)).map { image, file in
+        try image.writePNG(to: file)
+        return file.path
     }
 }
 
@@ -142,14 +139,16 @@ struct Vary: ParsableCommand {
     var output = "variations.png"
 
     func validate() throws {
-        guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
+        try validateCount(n)
         guard eta.isFinite && eta >= 0 else { throw ValidationError("--eta must be ≥ 0 (got \(eta))") }
-        guard decoderSteps >= 2 else { throw ValidationError("--decoder-steps must be at least 2 (got \(decoderSteps))") }
+        try validateSteps(decoderSteps, "--decoder-steps")
+        try validateGuidance(decoderGuidance, "--decoder-guidance")
         if noise != nil && !freshNoise { throw ValidationError("--noise replays diffusers' draws: it needs --fresh-noise") }
         if let noise, !FileManager.default.fileExists(atPath: noise) { throw ValidationError("--noise: no such file: \(noise)") }
     }
 
     func run() throws {
+        try OutputPlan.images(at: self.output, count: n, alwaysGrid: true).check(inputs: [image, noise])
         let pipeline = try manipulationPipeline(model)
         let input = try readImage(image)
         let progress = StageProgress(quiet: ddim.quiet)
@@ -209,11 +208,17 @@ struct Interpolate: ParsableCommand {
     var output = "interpolation.png"
 
     func validate() throws {
-        guard frames >= 2 else { throw ValidationError("--frames must be at least 2 (got \(frames))") }
+        guard (2...SamplingOptions.maxImagesPerPrompt).contains(frames) else {
+            throw ValidationError("--frames must be in 2 … \(SamplingOptions.maxImagesPerPrompt) (got \(frames))")
+        }
         guard frameDelay > 0 && frameDelay.isFinite else { throw ValidationError("--frame-delay must be positive (got \(frameDelay))") }
     }
 
     func run() throws {
+        let animation = URL(fileURLWithPath: self.output).deletingPathExtension().appendingPathExtension("apng")
+        var plan = OutputPlan.images(at: self.output, count: 1)
+        plan.files.append(animation)
+        try plan.check(inputs: [first, second])
         let pipeline = try manipulationPipeline(model)
         let a = try readImage(first), b = try readImage(second)
         var noise = SeededNoise(seed: ddim.seed)
@@ -225,7 +230,6 @@ struct Interpolate: ParsableCommand {
         let strip = RGBImage.labelledGrid(images, labels: thetas.map { "θ=\(format($0))" }, columns: images.count,
                                           title: "slerp \(URL(fileURLWithPath: first).lastPathComponent) -> \(URL(fileURLWithPath: second).lastPathComponent), x_T \(latent.rawValue)")
         try strip.writePNG(to: URL(fileURLWithPath: self.output))
-        let animation = URL(fileURLWithPath: self.output).deletingPathExtension().appendingPathExtension("apng")
         try RGBImage.writeAnimatedPNG(images + images.reversed().dropFirst().dropLast(), to: animation, frameDelay: frameDelay)
         print("wrote \(self.output) (strip), \(animation.path) (animation) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
     }
@@ -266,11 +270,14 @@ struct TextDiff: ParsableCommand {
     var output = "textdiff.png"
 
     func validate() throws {
-        guard frames >= 2 else { throw ValidationError("--frames must be at least 2 (got \(frames))") }
+        guard (2...SamplingOptions.maxImagesPerPrompt).contains(frames) else {
+            throw ValidationError("--frames must be in 2 … \(SamplingOptions.maxImagesPerPrompt) (got \(frames))")
+        }
         guard maxTheta.isFinite && maxTheta > 0 && maxTheta <= 1 else { throw ValidationError("--max-theta must be in (0, 1] (got \(maxTheta))") }
     }
 
     func run() throws {
+        try OutputPlan.images(at: self.output, count: frames, alwaysGrid: true).check(inputs: [image])
         let pipeline = try manipulationPipeline(model)
         let input = try readImage(image)
         var noise = SeededNoise(seed: ddim.seed)
@@ -317,6 +324,7 @@ struct Classify: ParsableCommand {
     var parsedLabels: [String] { labels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
 
     func run() throws {
+        if let output { try OutputPlan.images(at: output, count: 1).check(inputs: [image]) }
         let pipeline = try manipulationPipeline(model)
         let input = try readImage(image)
         let list = parsedLabels

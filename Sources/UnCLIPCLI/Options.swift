@@ -45,19 +45,23 @@ struct SamplingArguments: ParsableArguments {
     var quiet = false
 
     func validate() throws {
-        guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
-        if let decoderSteps, decoderSteps < 2 { throw ValidationError("--decoder-steps must be at least 2 (got \(decoderSteps))") }
-        if let superResSteps, superResSteps < 2 { throw ValidationError("--super-res-steps must be at least 2 (got \(superResSteps))") }
+        try validateCount(n)
+        try validateSteps(decoderSteps, "--decoder-steps")
+        try validateSteps(superResSteps, "--super-res-steps")
+        try validateGuidance(decoderGuidance, "--decoder-guidance")
         if let noise, !FileManager.default.fileExists(atPath: noise) { throw ValidationError("--noise: no such file: \(noise)") }
     }
 
-    /// The model's defaults (diffusers' unless its directory says otherwise), with the options given here.
+    /// The model's defaults (diffusers' unless its directory says otherwise), with the options given here; step
+    /// counts are checked against the model's schedulers before any weights load.
     func options(for pipeline: UnCLIPPipeline) throws -> SamplingOptions {
         var o = pipeline.defaultOptions
         o.imagesPerPrompt = n
         if let decoderSteps { o.decoderSteps = decoderSteps }
         if let superResSteps { o.superResSteps = superResSteps }
         if let decoderGuidance { o.decoderGuidance = decoderGuidance }
+        try checkSteps(o.decoderSteps, "--decoder-steps", scheduler: "decoder_scheduler", in: pipeline)
+        if pipeline.upsamplerCount > 0 { try checkSteps(o.superResSteps, "--super-res-steps", scheduler: "super_res_scheduler", in: pipeline) }
         return o
     }
 
@@ -76,19 +80,58 @@ struct PriorArguments: ParsableArguments {
     var priorGuidance: Float?
 
     func validate() throws {
-        if let priorSteps, priorSteps < 2 { throw ValidationError("--prior-steps must be at least 2 (got \(priorSteps))") }
+        try validateSteps(priorSteps, "--prior-steps")
+        try validateGuidance(priorGuidance, "--prior-guidance")
     }
 
-    /// `options` with the settings given here.
-    func applied(to options: SamplingOptions) -> SamplingOptions {
+    /// `options` with the settings given here, the prior's steps checked against its scheduler.
+    func applied(to options: SamplingOptions, in pipeline: UnCLIPPipeline) throws -> SamplingOptions {
         var o = options
         if let priorSteps { o.priorSteps = priorSteps }
         if let priorGuidance { o.priorGuidance = priorGuidance }
+        if pipeline.hasPrior { try checkSteps(o.priorSteps, "--prior-steps", scheduler: "prior_scheduler", in: pipeline) }
         return o
     }
 }
 
-/// Writes pipeline output images ([B, H, W, 3] in [0, 1]) as PNG: one file, or numbered files plus a grid.
+/// Every unCLIP model trains on 1000 timesteps, so no sampler takes more steps; the model's own count is checked
+/// again once its directory is read (`checkSteps`).
+let maxSamplingSteps = 1000
+
+/// `-n`: at least one image, and few enough that the batch fits (`SamplingOptions.maxImagesPerPrompt`).
+func validateCount(_ n: Int) throws {
+    guard (1...SamplingOptions.maxImagesPerPrompt).contains(n) else {
+        throw ValidationError("-n must be in 1 … \(SamplingOptions.maxImagesPerPrompt) (got \(n)); run the command again for more images")
+    }
+}
+
+/// A step count option: 2 (the scheduler divides by steps − 1) … `maxSamplingSteps`.
+func validateSteps(_ steps: Int?, _ flag: String) throws {
+    guard let steps else { return }
+    guard (2...maxSamplingSteps).contains(steps) else {
+        throw ValidationError("\(flag) must be in 2 … \(maxSamplingSteps) (got \(steps))")
+    }
+}
+
+/// A guidance scale option: finite and ≥ 0 (at most 1 in both stages turns guidance off).
+func validateGuidance(_ scale: Float?, _ flag: String) throws {
+    guard let scale else { return }
+    guard scale.isFinite, scale >= 0, scale <= 1000 else {
+        throw ValidationError("\(flag) must be a number in 0 … 1000 (got \(scale))")
+    }
+}
+
+/// Refuses a step count above the model's `num_train_timesteps`, naming the flag, before any weights load.
+func checkSteps(_ steps: Int, _ flag: String, scheduler: String, in pipeline: UnCLIPPipeline) throws {
+    guard let directory = pipeline.directory, directory.has(scheduler) else { return }
+    let limit = try directory.loadScheduler(scheduler).config.numTrainTimesteps
+    guard steps <= limit else {
+        throw ValidationError("\(flag) must be at most \(limit), the model's num_train_timesteps (got \(steps))")
+    }
+}
+
+/// Writes pipeline output images ([B, H, W, 3] in [0, 1]) as PNG: one file, or numbered files plus a grid
+/// (`OutputPlan.images`, checked before the run).
 func writeImages(_ images: Tensor, to path: String) throws -> [String] {
     let list = UnCLIPPipeline.images(from: images)
     let url = URL(fileURLWithPath: path)
@@ -96,14 +139,7 @@ func writeImages(_ images: Tensor, to path: String) throws -> [String] {
         try list[0].writePNG(to: url)
         return [url.path]
     }
-    var written: [String] = []
-    let stem = url.deletingPathExtension().path, ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
-    for (i, image) in list.enumerated() {
-        let file = URL(fileURLWithPath: "\(stem)-\(i + 1).\(ext)")
-        try image.writePNG(to: file)
-        written.append(file.path)
-    }
+    let files = try writeNumbered(list, beside: path)
     try RGBImage.grid(list, columns: min(list.count, 4), padding: 4).writePNG(to: url)
-    written.insert(url.path + " (grid)", at: 0)
-    return written
+    return [url.path + " (grid)"] + files
 }

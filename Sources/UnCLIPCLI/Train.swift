@@ -28,6 +28,7 @@ struct TrainingArguments: ParsableArguments {
             let folder = try FolderDataset(directory: URL(fileURLWithPath: data))
             let scan = folder.validEntries()
             for message in scan.skipped { FileHandle.standardError.write(Data("skipping \(message)\n".utf8)) }
+            guard !scan.valid.isEmpty else { throw DatasetError.noUsableEntries(path: data, skipped: scan.skipped.count) }
             return folder.keeping(scan.valid)
         }
         return try ShapesWorldDataset(seed: worldSeed, count: count)
@@ -43,7 +44,7 @@ struct TrainingArguments: ParsableArguments {
         guard let config else { return nil }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: config)) } catch {
-            throw ValidationError("--config: cannot read \(config)")
+            throw InputFileError.missing(flag: "--config", path: config)
         }
         if let stage {
             // A stage's settings may be given alone or inside a train-all file under the stage's key (or an

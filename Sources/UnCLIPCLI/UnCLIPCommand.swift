@@ -16,6 +16,12 @@ public struct UnCLIPCommand: ParsableCommand {
             `textdiff` are the paper's image manipulations (on DDIM-inverted latents), `classify` is zero-shot CLIP. \
             `unclip train all` trains a model from scratch, `unclip evaluate` scores it, `unclip selftest` checks \
             the engine on this machine.
+
+            Exit status: 0 success; 64 usage error (a bad option or value, an output equal to an input); 65 malformed \
+            input data (a config value no model can have, corrupt weights, a broken image, tokenizer or training \
+            data); 66 an input that does not exist or cannot be read; 73 an output that cannot be created (missing \
+            or read-only folder, a directory, an empty name); 130 training interrupted by Ctrl-C after its checkpoint \
+            (continue with --resume); 1 any other failure. docs/reliability.md lists the bad inputs and their answers.
             """,
         subcommands: [Generate.self, Edit.self, Serve.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
 
@@ -35,7 +41,12 @@ public struct UnCLIPCommand: ParsableCommand {
             execv("/proc/self/exe", CommandLine.unsafeArgv)  // returns only if it failed; then run as we are
         }
         #endif
-        self.main(nil)
+        do {
+            var command = try parseAsRoot(nil)
+            try command.run()
+        } catch {
+            exit(reporting: error)
+        }
     }
 }
 

@@ -22,9 +22,7 @@ extension RGBImage {
     /// `animatedPNGData(_:frameDelay:loops:)`.
     public static func writeAnimatedPNG(_ frames: [RGBImage], to url: URL, frameDelay: Double, loops: Int = 0) throws {
         let data = try animatedPNGBytes(frames, frameDelay: frameDelay, loops: loops, name: url.path)
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw ImageError.io(file: url.path, reason: "cannot write the file (\(error.localizedDescription))")
-        }
+        try ImageFiles.write(data, to: url)
     }
 
     private static func animatedPNGBytes(_ frames: [RGBImage], frameDelay: Double, loops: Int, name: String) throws -> Data {

@@ -20,11 +20,7 @@ public struct AlphaImage: Sendable, Equatable {
 
     /// Reads a PNG (or JPEG, which has no alpha) file, recognised by its first bytes.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ImageError.io(file: url.path, reason: "cannot read the file (\(error.localizedDescription))")
-        }
-        try self.init(data: data, name: url.path)
+        try self.init(data: try ImageFiles.read(url), name: url.path)
     }
 
     /// Decodes PNG bytes keeping the alpha channel (grayscale and palette become RGB, 16-bit samples 8-bit, as

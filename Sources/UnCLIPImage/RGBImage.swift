@@ -64,8 +64,12 @@ public struct RGBImage: Equatable, Sendable {
 
 /// A reason an image could not be read, written or converted.
 public enum ImageError: Error, CustomStringConvertible, Equatable {
-    /// The file could not be read or written at all.
+    /// The file could not be read at all.
     case io(file: String, reason: String)
+    /// The input file does not exist.
+    case missing(file: String)
+    /// The output file cannot be created or written.
+    case cannotCreate(file: String, reason: String)
     /// The bytes are neither PNG nor JPEG.
     case unrecognizedFormat(file: String, detail: String)
     /// The codec rejected the data (truncated, corrupt, unsupported variant).
@@ -80,10 +84,12 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .io(file, reason): return "image \(file): \(reason)"
+        case let .missing(file): return "image \(file): no such file"
+        case let .cannotCreate(file, reason): return "cannot write the image \(file): \(reason)"
         case let .unrecognizedFormat(file, detail): return "image \(file): not a PNG or JPEG file (\(detail))"
         case let .decodeFailed(file, format, reason): return "image \(file): cannot decode \(format): \(reason)"
         case let .tooLarge(file, width, height):
-            return "image \(file): \(width)x\(height) pixels is more than the limit of \(RGBImage.maxPixelCount)"
+            return "image \(file): \(width)x\(height) pixels is more than the limit of \(RGBImage.maxPixelCount) (16384x16384), checked before decoding"
         case let .encodeFailed(file, reason): return "image \(file): cannot encode PNG: \(reason)"
         case let .invalidTensor(detail): return "image tensor: \(detail)"
         }
@@ -110,11 +116,7 @@ extension RGBImage {
     ///
     /// Grayscale becomes RGB; an alpha channel is composited over white; 16-bit PNG samples are scaled to 8 bits.
     public init(contentsOf url: URL) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ImageError.io(file: url.path, reason: "cannot read the file (\(error.localizedDescription))")
-        }
-        try self.init(data: data, name: url.path)
+        try self.init(data: try ImageFiles.read(url), name: url.path)
     }
 
     /// Decodes PNG or JPEG bytes; `name` is used in error messages.
@@ -260,18 +262,16 @@ extension RGBImage {
         return out.prefix(size)
     }
 
-    /// Writes PNG bytes to a file atomically (a temporary file, then a rename).
+    /// Writes PNG bytes to a file, atomically unless it is a FIFO or a device (`ImageFiles.write`).
     static func writePNG(_ encode: () throws -> Data, to url: URL) throws {
         let data: Data
         do { data = try encode() } catch let ImageError.encodeFailed(_, reason) {
             throw ImageError.encodeFailed(file: url.path, reason: reason)
         }
-        do { try data.write(to: url, options: .atomic) } catch {
-            throw ImageError.io(file: url.path, reason: "cannot write the file (\(error.localizedDescription))")
-        }
+        try ImageFiles.write(data, to: url)
     }
 
-    /// Writes the image as a PNG file, atomically (a temporary file, then a rename).
+    /// Writes the image as a PNG file, atomically (a temporary file, then a rename; `ImageFiles.write`).
     public func writePNG(to url: URL) throws {
         try Self.writePNG({ try pngData() }, to: url)
     }

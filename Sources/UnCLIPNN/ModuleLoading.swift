@@ -20,6 +20,8 @@ public enum ModuleLoadingError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(key: String, expected: [Int], found: [Int])
     /// The source listed a name but could not produce its tensor.
     case unreadable(key: String, reason: String)
+    /// A tensor holds NaN or ±∞, which would turn every image computed from it into NaN (an all-black PNG).
+    case nonFinite(key: String, index: Int, value: Float)
 
     /// How many keys an error message lists before summarising the rest.
     static let listedKeyLimit = 10
@@ -41,6 +43,8 @@ public enum ModuleLoadingError: Error, CustomStringConvertible, Equatable {
             return "shape mismatch for '\(key)': the module expects \(expected), the weights have \(found)"
         case .unreadable(let key, let reason):
             return "could not read '\(key)' from the weights: \(reason)"
+        case .nonFinite(let key, let index, let value):
+            return "tensor '\(key)' holds \(value) at element \(index); weights must be finite numbers"
         }
     }
 }
@@ -60,7 +64,8 @@ extension Module {
     /// every name in `weights` must belong to a parameter unless `ignoring` returns true for it (buffers such as
     /// `text_model.embeddings.position_ids`).
     ///
-    /// All keys and shapes are validated before anything is assigned, so a failed load leaves the module untouched.
+    /// All keys and shapes are validated before anything is assigned, so a failed load leaves the module untouched;
+    /// a tensor holding NaN or ±∞ is refused by name.
     /// Parameters take the source tensors' memory (`Tensor.assign`), so a memory-mapped file is not copied.
     public func load(_ weights: some WeightSource, ignoring: (String) -> Bool = { _ in false }) throws {
         let parameters = namedParameters()
@@ -89,6 +94,7 @@ extension Module {
                 throw ModuleLoadingError.unreadable(key: key, reason: "\(error)")
             }
             guard t.shape == p.shape else { throw ModuleLoadingError.shapeMismatch(key: key, expected: p.shape, found: t.shape) }
+            if let i = t.firstNonFiniteIndex() { throw ModuleLoadingError.nonFinite(key: key, index: i, value: t.data[i]) }
             loaded.append(t)
         }
         for ((_, p), t) in zip(parameters, loaded) { p.assign(t) }
@@ -140,6 +146,23 @@ extension Module {
         let similar = available.filter { $0.hasSuffix(leaf) }.prefix(3)
         if similar.isEmpty { return "" }
         return "hint: the weights have similarly named keys: \(similar.joined(separator: ", "))"
+    }
+}
+
+extension Tensor {
+    /// The index of the first NaN or ±∞ element, nil when every element is finite: an exponent-bits test over the
+    /// raw words in blocks, so scanning a checkpoint costs about one pass over its memory.
+    public func firstNonFiniteIndex() -> Int? {
+        let words = UnsafeRawPointer(data).assumingMemoryBound(to: UInt32.self)
+        var start = 0
+        while start < count {
+            let end = Swift.min(start + 4096, count)
+            var any: UInt32 = 0
+            for i in start..<end { any |= (words[i] & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+            if any != 0 { return (start..<end).first { !data[$0].isFinite } }
+            start = end
+        }
+        return nil
     }
 }
 

@@ -92,6 +92,10 @@ extension SafeTensors {
         }
         guard fsync(fd) == 0 else { throw SafeTensorsError.writeFailed(file: path, reason: "fsync: \(String(cString: strerror(errno)))") }
         close(fd)
+        // The crash-safety test (Tests/UnCLIPCLITests/CrashSafetyTests) kills training here, between write and rename.
+        if let value = ProcessInfo.processInfo.environment["UNCLIP_TEST_STALL_CHECKPOINT_WRITE"], let seconds = Double(value), seconds > 0 {
+            usleep(useconds_t(min(seconds, 60) * 1_000_000))
+        }
         guard rename(temp, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temp)
@@ -99,6 +103,9 @@ extension SafeTensors {
             throw SafeTensorsError.writeFailed(file: path, reason: "rename: \(reason)")
         }
         ok = true
+        // The rename itself must reach the disk before the caller counts the file as saved.
+        let dir = posixOpen(folder, O_RDONLY, 0)
+        if dir >= 0 { _ = fsync(dir); close(dir) }
     }
 
     /// The bfloat16 bit pattern nearest to `x`, ties to even.

@@ -42,6 +42,8 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     case noImages(path: String)
     /// A resolution the data set cannot produce.
     case invalidResolution(Int)
+    /// Every entry of the folder was skipped (each reported on its own).
+    case noUsableEntries(path: String, skipped: Int)
 
     public var description: String {
         switch self {
@@ -53,6 +55,7 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
         case let .notADirectory(path): return "\(path): not a directory"
         case let .noImages(path): return "\(path): no .png, .jpg or .jpeg images"
         case let .invalidResolution(r): return "resolution \(r) is not supported"
+        case let .noUsableEntries(path, skipped): return "\(path): none of its \(skipped) images can be used (each skipped entry is reported above)"
         }
     }
 }
@@ -172,7 +175,7 @@ public struct FolderDataset: CaptionedImageDataset, Sendable {
                 _ = try sample(index)
                 scan.valid.append(index)
             } catch {
-                scan.skipped.append("skipped \(error)")
+                scan.skipped.append("\(error)")
             }
         }
         return scan

@@ -151,7 +151,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         let e = try clip.embeddingDim(stage: .decoder, projector: "text_proj")
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
-        let model = DecoderModel(text_proj: UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
+        let model = DecoderModel(text_proj: try UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
                                  decoder: try UNet2DConditionModel(decoderConfig(sampleSize: size)))
         var initRNG = TrainingRandom.initialization(seed: training.seed)
         model.resetParameters(using: &initRNG)

@@ -398,10 +398,10 @@ final class AnimatedPNGTests: XCTestCase {
         XCTAssertNotNil(reason { try RGBImage.writeAnimatedPNG([RGBImage(width: 0, height: 0, pixels: [])], to: url, frameDelay: 0.1) })
         XCTAssertFalse(FileManager.default.fileExists(atPath: url.path))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: scratch.path), [])
-        // A directory that does not exist is an I/O error naming the file.
+        // A directory that does not exist is an error naming the file.
         let missing = scratch.appendingPathComponent("no/such/dir/anim.png")
         XCTAssertThrowsError(try RGBImage.writeAnimatedPNG([a], to: missing, frameDelay: 0.1)) { error in
-            guard case ImageError.io(let file, _) = error else { return XCTFail("\(error)") }
+            guard case ImageError.cannotCreate(let file, _) = error else { return XCTFail("\(error)") }
             XCTAssertEqual(file, missing.path)
         }
     }

@@ -1,9 +1,10 @@
 import Foundation
+import UnCLIPNN
 
 /// `CLIPTextConfig` as written by transformers (`text_encoder/config.json`).
 ///
 /// A full `CLIPConfig` (with `text_config` / `vision_config` inside) is accepted too: the matching sub-config is used.
-public struct CLIPTextConfig: Codable, Sendable {
+public struct CLIPTextConfig: Codable, Sendable, CheckedConfiguration {
     public var vocabSize = 49408
     public var hiddenSize = 512
     public var intermediateSize = 2048
@@ -61,10 +62,20 @@ public struct CLIPTextConfig: Codable, Sendable {
         try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
         try encodeUnreadCLIPKeys(modelType: "clip_text_model", to: encoder)
     }
+
+    /// transformers' own checks (heads divide the width) plus the sizes `ConfigurationLimits` bounds.
+    public func validate() throws {
+        let check = ConfigurationChecks(component: "CLIPTextModel")
+        try check.size(vocabSize, "vocab_size", max: ConfigurationLimits.vocabulary)
+        try checkCLIPTower(check, hidden: hiddenSize, intermediate: intermediateSize, layers: numHiddenLayers,
+                           heads: numAttentionHeads, projection: projectionDim, act: hiddenAct, eps: layerNormEps)
+        try check.size(maxPositionEmbeddings, "max_position_embeddings", max: ConfigurationLimits.positions)
+        try check.require((0..<vocabSize).contains(eosTokenId), "eos_token_id", eosTokenId, "an id below vocab_size (\(vocabSize))")
+    }
 }
 
 /// `CLIPVisionConfig` as written by transformers (`image_encoder/config.json`).
-public struct CLIPVisionConfig: Codable, Sendable {
+public struct CLIPVisionConfig: Codable, Sendable, CheckedConfiguration {
     public var hiddenSize = 768
     public var intermediateSize = 3072
     public var numHiddenLayers = 12
@@ -114,6 +125,31 @@ public struct CLIPVisionConfig: Codable, Sendable {
         try c.encode(layerNormEps, forKey: .layerNormEps)
         try encodeUnreadCLIPKeys(modelType: "clip_vision_model", to: encoder)
     }
+
+    public func validate() throws {
+        let check = ConfigurationChecks(component: "CLIPVisionModel")
+        try checkCLIPTower(check, hidden: hiddenSize, intermediate: intermediateSize, layers: numHiddenLayers,
+                           heads: numAttentionHeads, projection: projectionDim, act: hiddenAct, eps: layerNormEps)
+        try check.size(numChannels, "num_channels", max: ConfigurationLimits.channels)
+        try check.size(imageSize, "image_size", max: ConfigurationLimits.sampleSize)
+        try check.require(patchSize >= 1 && patchSize <= imageSize && imageSize % patchSize == 0, "patch_size", patchSize,
+                          "a positive divisor of image_size (\(imageSize))")
+        try check.require((imageSize / patchSize) * (imageSize / patchSize) < ConfigurationLimits.positions, "patch_size", patchSize,
+                          "fewer than \(ConfigurationLimits.positions) patches per image")
+    }
+}
+
+/// The rules both CLIP towers share.
+private func checkCLIPTower(_ check: ConfigurationChecks, hidden: Int, intermediate: Int, layers: Int, heads: Int,
+                            projection: Int, act: String, eps: Float) throws {
+    try check.size(hidden, "hidden_size", max: ConfigurationLimits.width)
+    try check.heads(heads, "num_attention_heads", width: hidden, widthOption: "hidden_size")
+    try check.size(intermediate, "intermediate_size", max: ConfigurationLimits.mlpWidth)
+    try check.size(layers, "num_hidden_layers", max: ConfigurationLimits.layers)
+    try check.size(projection, "projection_dim", max: ConfigurationLimits.width)
+    try check.require(Activation.configNames[act] != nil, "hidden_act", "\"\(act)\"",
+                      "one of \(Activation.configNames.keys.sorted().joined(separator: ", "))")
+    try check.finite(eps, "layer_norm_eps")
 }
 
 /// Keys of transformers' CLIP configs that this port does not read, written so transformers loads the file as the

@@ -35,6 +35,18 @@ public struct CLIPImageProcessor: Sendable {
         if let resample = int(object["resample"]), resample != 3 {
             throw UnsupportedConfiguration(component: "CLIPImageProcessor", option: "resample", value: "\(resample)", supported: ["3 (bicubic)"])
         }
+        do { try validate() } catch { throw ConfigurationFileError(path: url.path, reason: "\(error)") }
+    }
+
+    /// Sizes an image can be resized and cropped to, and a normalisation that cannot divide by zero.
+    public func validate() throws {
+        let check = ConfigurationChecks(component: "CLIPImageProcessor")
+        try check.size(shortestEdge, "size.shortest_edge", max: ConfigurationLimits.sampleSize)
+        try check.require((1...shortestEdge).contains(cropHeight), "crop_size.height", cropHeight, "1 … size.shortest_edge (\(shortestEdge))")
+        try check.require((1...shortestEdge).contains(cropWidth), "crop_size.width", cropWidth, "1 … size.shortest_edge (\(shortestEdge))")
+        try check.require(std.allSatisfy { $0.isFinite && $0 != 0 }, "image_std", std, "finite, non-zero numbers")
+        try check.require(mean.allSatisfy(\.isFinite), "image_mean", mean, "finite numbers")
+        try check.require(rescaleFactor.isFinite && rescaleFactor > 0, "rescale_factor", rescaleFactor, "a finite number > 0")
     }
 
     /// Images → pixel_values [N, 3, cropHeight, cropWidth].

@@ -49,6 +49,7 @@ public final class CLIPTextModelWithProjection: Module {
     public let config: CLIPTextConfig
 
     public init(_ config: CLIPTextConfig) throws {
+        try config.validate()
         self.config = config
         text_model = try CLIPTextTransformer(config)
         text_projection = Linear(config.hiddenSize, config.projectionDim, bias: false)

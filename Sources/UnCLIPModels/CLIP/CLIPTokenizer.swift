@@ -161,7 +161,12 @@ public final class CLIPTokenizer: @unchecked Sendable {
                 }
                 // Matches transformers: int(1e30) (VERY_LARGE_INTEGER) means "no limit"; CLIP's positions stop at 77.
                 let v = number.doubleValue
-                maxLength = (v >= 2 && v < 1e9) ? Int(v) : 77
+                if v >= 1e9 { maxLength = 77; continue }
+                // BOS and EOS need two positions; the bound keeps the text encoder's L × L attention in memory.
+                guard v >= 2, v <= Double(ConfigurationLimits.positions), v == v.rounded() else {
+                    throw CLIPTokenizerError.malformed(file: name, detail: "model_max_length is \(number), expected an integer in 2 … \(ConfigurationLimits.positions) (or transformers' 1e30 for \"no limit\")")
+                }
+                maxLength = Int(v)
             }
         }
         // CLIPTokenizer's constructor defaults.

@@ -49,6 +49,7 @@ public final class CLIPVisionModelWithProjection: Module {
     public let config: CLIPVisionConfig
 
     public init(_ config: CLIPVisionConfig) throws {
+        try config.validate()
         self.config = config
         vision_model = try CLIPVisionTransformer(config)
         visual_projection = Linear(config.hiddenSize, config.projectionDim, bias: false)

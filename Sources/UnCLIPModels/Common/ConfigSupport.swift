@@ -12,6 +12,63 @@ public struct UnsupportedConfiguration: Error, CustomStringConvertible {
     }
 }
 
+/// A configuration value no model can have (zero heads, a group count that does not divide the channels, a size no
+/// memory holds), named with what was expected: checked before anything is allocated.
+public struct InvalidConfiguration: Error, CustomStringConvertible {
+    public var component: String
+    public var option: String
+    public var value: String
+    public var expected: String
+
+    public var description: String { "\(component): \(option) = \(value), expected \(expected)" }
+}
+
+/// Upper bounds on the sizes a configuration may ask for. Each is well above every published unCLIP / CLIP model
+/// (Karlo's widest block is 1280, ViT-bigG's MLP 8192, CLIP's context 77) and far below what would exhaust memory
+/// on its own, so a typo or a hostile file fails with a message instead of a multi-gigabyte allocation.
+public enum ConfigurationLimits {
+    public static let width = 16_384
+    public static let mlpWidth = 65_536
+    public static let layers = 128
+    public static let positions = 4_096
+    public static let vocabulary = 1 << 20
+    public static let blocks = 8
+    public static let sampleSize = 4_096
+    public static let channels = 64
+    public static let trainTimesteps = 100_000
+}
+
+/// A configuration with rules of its own (positive sizes, divisibility, bounds), checked as a whole when decoded
+/// from a file and again when a model is built from it.
+public protocol CheckedConfiguration {
+    func validate() throws
+}
+
+/// The checks of one component's configuration, each failure naming the option, the value and the rule.
+struct ConfigurationChecks {
+    let component: String
+
+    func require(_ ok: Bool, _ option: String, _ value: Any, _ expected: @autoclosure () -> String) throws {
+        if !ok { throw InvalidConfiguration(component: component, option: option, value: "\(value)", expected: expected()) }
+    }
+
+    /// A size in 1 … `max`.
+    func size(_ value: Int, _ option: String, max: Int) throws {
+        try require((1...max).contains(value), option, value, "an integer in 1 … \(max)")
+    }
+
+    /// `heads` in 1 … `width` dividing `width` (each head gets width / heads features).
+    func heads(_ heads: Int, _ option: String, width: Int, widthOption: String) throws {
+        try require(heads >= 1 && heads <= width && width % heads == 0, option, heads,
+                    "a positive divisor of \(widthOption) (\(width))")
+    }
+
+    /// A finite, non-negative epsilon or scale.
+    func finite(_ value: Float, _ option: String, nonNegative: Bool = true) throws {
+        try require(value.isFinite && (!nonNegative || value >= 0), option, value, nonNegative ? "a finite number ≥ 0" : "a finite number")
+    }
+}
+
 /// A config.json that could not be read, with its path.
 public struct ConfigurationFileError: Error, CustomStringConvertible {
     public var path: String
@@ -25,13 +82,23 @@ public func loadConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -> T 
     do { data = try Data(contentsOf: url) } catch {
         throw ConfigurationFileError(path: url.path, reason: "cannot be read (\(error.localizedDescription))")
     }
-    do { return try JSONDecoder().decode(T.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
-        throw ConfigurationFileError(path: url.path, reason: "wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
+    return try decodeConfig(T.self, from: data, path: url.path)
+}
+
+/// Decodes and, for a `CheckedConfiguration`, validates a config, naming `path` in any error.
+func decodeConfig<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
+    let value: T
+    do { value = try JSONDecoder().decode(T.self, from: data) } catch let DecodingError.typeMismatch(_, ctx) {
+        throw ConfigurationFileError(path: path, reason: "wrong type at \(ctx.codingPath.map(\.stringValue).joined(separator: ".")): \(ctx.debugDescription)")
     } catch let DecodingError.dataCorrupted(ctx) {
-        throw ConfigurationFileError(path: url.path, reason: "not valid JSON (\(ctx.debugDescription))")
+        throw ConfigurationFileError(path: path, reason: "not valid JSON (\(ctx.debugDescription))")
     } catch {
-        throw ConfigurationFileError(path: url.path, reason: "\(error)")
+        throw ConfigurationFileError(path: path, reason: "\(error)")
     }
+    if let checked = value as? CheckedConfiguration {
+        do { try checked.validate() } catch { throw ConfigurationFileError(path: path, reason: "\(error)") }
+    }
+    return value
 }
 
 extension KeyedDecodingContainer {

@@ -18,12 +18,42 @@ public enum IntOrList: Codable, Sendable {
     func value(at i: Int) -> Int {
         switch self { case .single(let v): return v; case .list(let vs): return vs[min(i, vs.count - 1)] }
     }
+
+    /// Every value, for checks (a single value stands for all blocks).
+    var values: [Int] { switch self { case .single(let v): return [v]; case .list(let vs): return vs } }
+}
+
+extension ConfigurationChecks {
+    /// The rules the decoder and the super-resolution UNets share: block and channel counts, group norms that divide
+    /// every channel count (diffusers' GroupNorm requires it), resnet counts, and a sample side that survives every
+    /// halving (the skip connections need matching sizes).
+    func unet(sampleSize: Int, inChannels: Int, outChannels: Int, blockOutChannels: [Int], layersPerBlock: IntOrList,
+              normNumGroups: Int, normEps: Float, freqShift: Float) throws {
+        try require((1...ConfigurationLimits.blocks).contains(blockOutChannels.count), "block_out_channels", blockOutChannels,
+                    "1 … \(ConfigurationLimits.blocks) entries")
+        for c in blockOutChannels { try size(c, "block_out_channels", max: ConfigurationLimits.width) }
+        try require(normNumGroups >= 1 && blockOutChannels.allSatisfy { $0 % normNumGroups == 0 }, "norm_num_groups", normNumGroups,
+                    "a positive divisor of every block_out_channels entry (\(blockOutChannels))")
+        try size(inChannels, "in_channels", max: ConfigurationLimits.channels)
+        try size(outChannels, "out_channels", max: ConfigurationLimits.channels)
+        let layers = layersPerBlock.values
+        try require(!layers.isEmpty && layers.allSatisfy { (1...ConfigurationLimits.layers).contains($0) }, "layers_per_block",
+                    layers, "integers in 1 … \(ConfigurationLimits.layers)")
+        if case .list(let list) = layersPerBlock {
+            try require(list.count == blockOutChannels.count, "layers_per_block", list, "one entry per block_out_channels entry (\(blockOutChannels.count))")
+        }
+        let halvings = 1 << (blockOutChannels.count - 1)
+        try require((1...ConfigurationLimits.sampleSize).contains(sampleSize) && sampleSize % halvings == 0, "sample_size", sampleSize,
+                    "a multiple of \(halvings) (one halving per block after the first) in 1 … \(ConfigurationLimits.sampleSize)")
+        try finite(normEps, "norm_eps")
+        try finite(freqShift, "freq_shift", nonNegative: false)
+    }
 }
 
 /// diffusers `UNet2DConditionModel` configuration, as far as the unCLIP decoder uses it.
 ///
 /// Options the unCLIP decoder does not use are checked: a non-default value is an error naming it.
-public struct UNet2DConditionConfig: Codable, Sendable {
+public struct UNet2DConditionConfig: Codable, Sendable, CheckedConfiguration {
     public var sampleSize = 64
     public var inChannels = 3
     public var outChannels = 6
@@ -150,9 +180,27 @@ public struct UNet2DConditionConfig: Codable, Sendable {
         }
     }
 
-    func validate() throws {
+    public func validate() throws {
         if let (option, value) = unsupported.first {
             throw UnsupportedConfiguration(component: "UNet2DConditionModel", option: option, value: value, supported: ["the diffusers default"])
+        }
+        let check = ConfigurationChecks(component: "UNet2DConditionModel")
+        try check.unet(sampleSize: sampleSize, inChannels: inChannels, outChannels: outChannels, blockOutChannels: blockOutChannels,
+                       layersPerBlock: layersPerBlock, normNumGroups: normNumGroups, normEps: normEps, freqShift: freqShift)
+        try check.size(crossAttentionDim, "cross_attention_dim", max: ConfigurationLimits.width)
+        if case .list(let list) = attentionHeadDim {
+            try check.require(list.count == blockOutChannels.count, "attention_head_dim", list,
+                              "one entry per block_out_channels entry (\(blockOutChannels.count))")
+        }
+        // Matches diffusers: heads = channels / attention_head_dim in every attention block.
+        let n = blockOutChannels.count
+        var attended = Set(downBlockTypes.indices.filter { downBlockTypes[$0] == "SimpleCrossAttnDownBlock2D" })
+        attended.formUnion(upBlockTypes.indices.filter { upBlockTypes[$0] == "SimpleCrossAttnUpBlock2D" }.map { n - 1 - $0 })
+        if midBlockType != nil { attended.insert(n - 1) }
+        for i in attended.sorted() where i >= 0 && i < n {
+            let channels = blockOutChannels[i], dim = attentionHeadDim.value(at: i)
+            try check.require(dim >= 1 && channels % dim == 0, "attention_head_dim", dim,
+                              "a positive divisor of block_out_channels[\(i)] (\(channels))")
         }
         let down = ["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"], up = ["ResnetUpsampleBlock2D", "SimpleCrossAttnUpBlock2D"]
         for t in downBlockTypes where !down.contains(t) {

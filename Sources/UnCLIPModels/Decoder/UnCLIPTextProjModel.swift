@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// `UnCLIPTextProjModel` configuration (`text_proj/config.json`).
-public struct UnCLIPTextProjConfig: Codable, Sendable {
+public struct UnCLIPTextProjConfig: Codable, Sendable, CheckedConfiguration {
     public var clipExtraContextTokens = 4
     public var clipEmbeddingsDim = 768
     public var timeEmbedDim = 1280
@@ -21,6 +21,14 @@ public struct UnCLIPTextProjConfig: Codable, Sendable {
         timeEmbedDim = try c.value(.timeEmbedDim, or: d.timeEmbedDim)
         crossAttentionDim = try c.value(.crossAttentionDim, or: d.crossAttentionDim)
     }
+
+    public func validate() throws {
+        let check = ConfigurationChecks(component: "UnCLIPTextProjModel")
+        try check.size(clipExtraContextTokens, "clip_extra_context_tokens", max: 64)
+        try check.size(clipEmbeddingsDim, "clip_embeddings_dim", max: ConfigurationLimits.width)
+        try check.size(timeEmbedDim, "time_embed_dim", max: ConfigurationLimits.mlpWidth)
+        try check.size(crossAttentionDim, "cross_attention_dim", max: ConfigurationLimits.width)
+    }
 }
 
 /// The decoder's conditioning: CLIP image and text embeddings → extra context tokens and an additive time embedding.
@@ -33,7 +41,8 @@ public final class UnCLIPTextProjModel: Module {
     let text_encoder_hidden_states_norm: LayerNorm
     public let config: UnCLIPTextProjConfig
 
-    public init(_ config: UnCLIPTextProjConfig) {
+    public init(_ config: UnCLIPTextProjConfig) throws {
+        try config.validate()
         self.config = config
         let e = config.clipEmbeddingsDim, tm = config.timeEmbedDim, x = config.crossAttentionDim
         learned_classifier_free_guidance_embeddings = Tensor.zeros([e])

@@ -8,7 +8,8 @@ public enum ComponentRole: String, Sendable, CaseIterable {
     case tokenizer, textEncoder, imageEncoder, imageProcessor, prior, textProj, decoder, upsampler, scheduler
 
     /// The role of the component folder `name`: `prior`, `super_res_first`, `super_res_2_last`, `decoder_scheduler`, …
-    /// nil for a name unCLIP pipelines do not have (diffusers ignores such entries with a warning; so does this loader).
+    /// nil for a name unCLIP pipelines do not have (diffusers ignores such entries with a warning; this loader refuses
+    /// them, as it refuses unknown config options).
     public init?(component name: String) {
         switch name {
         case "tokenizer": self = .tokenizer
@@ -40,6 +41,10 @@ public enum ComponentRole: String, Sendable, CaseIterable {
         case .scheduler: return ["UnCLIPScheduler"]
         }
     }
+
+    /// The component names `init(component:)` accepts, for messages.
+    public static let componentNames = "tokenizer, text_encoder, image_encoder, feature_extractor, prior, text_proj, decoder, "
+        + "super_res_first, super_res_last, super_res_N_first, super_res_N_last and *_scheduler"
 
     /// The pipeline classes (`model_index.json`'s own `_class_name`) this project runs.
     public static let pipelineClasses = ["UnCLIPPipeline", "UnCLIPImageVariationPipeline"]

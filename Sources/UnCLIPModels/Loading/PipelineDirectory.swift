@@ -8,6 +8,8 @@ public enum PipelineLoadError: Error, CustomStringConvertible {
     case invalidModelIndex(path: String, reason: String)
     case unknownClass(path: String, component: String, className: String, known: [String])
     case component(name: String, path: String, underlying: Error)
+    /// Two components whose configurations do not fit together.
+    case incompatible(path: String, first: String, second: String, reason: String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,8 @@ public enum PipelineLoadError: Error, CustomStringConvertible {
         case .unknownClass(let path, let component, let className, let known):
             return "\(path): '\(component)' is a \(className), which this project cannot build (it builds \(known.joined(separator: ", ")))"
         case .component(let name, let path, let underlying): return "loading '\(name)' from \(path): \(underlying)"
+        case .incompatible(let path, let first, let second, let reason):
+            return "\(path): \(first) and \(second) do not fit together: \(reason)"
         }
     }
 }
@@ -43,10 +47,20 @@ public struct PipelineDirectory: Sendable {
             throw PipelineLoadError.invalidModelIndex(path: indexURL.path, reason: "not a JSON object")
         }
         var components: [String: (String, String)] = [:]
-        for (key, value) in object where !key.hasPrefix("_") {
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) where !key.hasPrefix("_") {
             // Entries are [library, class]; [null, null] marks an absent optional component.
-            guard let pair = value as? [Any], pair.count == 2 else { continue }
-            guard let library = pair[0] as? String, let cls = pair[1] as? String else { continue }
+            let pair = value as? [Any]
+            if let pair, pair.count == 2, pair.allSatisfy({ $0 is NSNull }) { continue }
+            guard let pair, pair.count == 2, let library = pair[0] as? String, let cls = pair[1] as? String else {
+                throw PipelineLoadError.invalidModelIndex(path: indexURL.path,
+                    reason: "entry '\(key)' is \(Self.describe(value)), expected [library, class] such as [\"diffusers\", \"PriorTransformer\"] or [null, null]")
+            }
+            // A component name unCLIP pipelines do not have is refused: a misspelt "decoder_schedular" would
+            // otherwise be ignored and its folder never read.
+            guard ComponentRole(component: key) != nil else {
+                throw PipelineLoadError.invalidModelIndex(path: indexURL.path,
+                    reason: "unknown component '\(key)' (\(cls)); an unCLIP pipeline has \(ComponentRole.componentNames)")
+            }
             components[key] = (library, cls)
         }
         self.components = components
@@ -62,6 +76,13 @@ public struct PipelineDirectory: Sendable {
                 throw PipelineLoadError.unknownClass(path: indexURL.path, component: name, className: entry.1, known: role.classes)
             }
         }
+    }
+
+    /// A JSON value as a message shows it.
+    static func describe(_ value: Any) -> String {
+        guard JSONSerialization.isValidJSONObject([value]), let data = try? JSONSerialization.data(withJSONObject: [value]),
+              let text = String(data: data, encoding: .utf8) else { return "\(value)" }
+        return String(text.dropFirst().dropLast().prefix(80))
     }
 
     /// The class `model_index.json` names for `component`.
@@ -147,7 +168,7 @@ public struct PipelineDirectory: Sendable {
     }
 
     public func loadTextProj(variant: String? = nil) throws -> UnCLIPTextProjModel {
-        try load("text_proj", variant: variant) { UnCLIPTextProjModel(try loadConfig(UnCLIPTextProjConfig.self, from: $0)) }
+        try load("text_proj", variant: variant) { try UnCLIPTextProjModel(try loadConfig(UnCLIPTextProjConfig.self, from: $0)) }
     }
 
     public func loadDecoder(variant: String? = nil) throws -> UNet2DConditionModel {
@@ -173,9 +194,9 @@ public struct PipelineDirectory: Sendable {
 
 /// Reads a CLIP tower config that may be a plain `CLIPTextConfig`/`CLIPVisionConfig` or a full `CLIPConfig`.
 func loadCLIPSubconfig<T: Decodable>(_ type: T.Type, from url: URL, key: String) throws -> T {
-    let data = try Data(contentsOf: url)
-    if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let sub = object[key] as? [String: Any] {
-        return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
+    if let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+       let sub = object[key] as? [String: Any] {
+        return try decodeConfig(T.self, from: JSONSerialization.data(withJSONObject: sub), path: "\(url.path) (\(key))")
     }
     return try loadConfig(T.self, from: url)
 }

@@ -16,6 +16,12 @@ public struct SamplingOptions: Sendable {
 
     public init() {}
 
+    /// The most images one call draws: each costs the decoder's and the upsamplers' activations at once, so a
+    /// larger batch is split by the caller instead of failing on one huge allocation.
+    public static let maxImagesPerPrompt = 64
+    /// The most denoising steps of a stage: num_train_timesteps caps it further (1000 for every unCLIP model).
+    public static let maxSteps = ConfigurationLimits.trainTimesteps
+
     /// Guidance is on when either scale exceeds 1; it is then used by both stages (as diffusers does).
     public var classifierFreeGuidance: Bool { priorGuidance > 1 || decoderGuidance > 1 }
 
@@ -25,7 +31,10 @@ public struct SamplingOptions: Sendable {
         try check(priorSteps >= 2, "prior steps must be at least 2 (got \(priorSteps)); the scheduler divides by steps − 1")
         try check(decoderSteps >= 2, "decoder steps must be at least 2 (got \(decoderSteps))")
         try check(superResSteps >= 2, "super-resolution steps must be at least 2 (got \(superResSteps))")
-        try check(priorGuidance.isFinite && decoderGuidance.isFinite, "guidance scales must be finite numbers")
+        try check(priorGuidance.isFinite && decoderGuidance.isFinite && priorGuidance >= 0 && decoderGuidance >= 0,
+                  "guidance scales must be finite numbers ≥ 0 (got prior \(priorGuidance), decoder \(decoderGuidance))")
+        try check(imagesPerPrompt <= Self.maxImagesPerPrompt, "images per prompt must be at most \(Self.maxImagesPerPrompt) (got \(imagesPerPrompt))")
+        try check(max(priorSteps, decoderSteps, superResSteps) <= Self.maxSteps, "steps must be at most \(Self.maxSteps)")
     }
 }
 
@@ -108,6 +117,19 @@ public struct PipelineArgumentError: Error, CustomStringConvertible {
     public init(_ message: String) { description = message }
 }
 
+/// A stage produced NaN or ±∞ (weights that overflow, an extreme guidance scale): an error naming the stage rather
+/// than an all-black image.
+public struct NonFiniteOutput: Error, CustomStringConvertible {
+    public var stage: String
+    public var description: String { "the \(stage) produced NaN or infinite values; check the model's weights and the guidance scales" }
+
+    /// `t`, or this error when it holds a NaN or ±∞.
+    static func check(_ t: Tensor, _ stage: String) throws -> Tensor {
+        if t.firstNonFiniteIndex() != nil { throw NonFiniteOutput(stage: stage) }
+        return t
+    }
+}
+
 /// Thrown when a progress handler asks to stop.
 public struct PipelineCancelled: Error, CustomStringConvertible {
     public var description: String { "generation cancelled" }
@@ -173,6 +195,7 @@ public struct UnCLIPComponents {
         } catch let error as PipelineLoadError { throw error } catch {
             throw PipelineLoadError.component(name: "decoder", path: directory.url.appendingPathComponent("decoder").path, underlying: error)
         }
+        try directory.checkCompatibility(tokenizer: tokenizer, decoder: decoderConfig)
         upsamplers = try directory.upsamplers(variant: variant)
         imageEncoder = directory.has("image_encoder")
             ? Component(name: "image_encoder") { try directory.loadImageEncoder(variant: variant) } : nil
@@ -345,7 +368,7 @@ public final class UnCLIPPipeline {
         return try inference {
             let b = prompts.count * options.imagesPerPrompt
             let text = try encodePrompts(prompts, imagesPerPrompt: options.imagesPerPrompt, classifierFreeGuidance: options.classifierFreeGuidance)
-            let embeddings = try runPrior(text, batch: b, options: options, noise: &noise, progress: progress)
+            let embeddings = try NonFiniteOutput.check(runPrior(text, batch: b, options: options, noise: &noise, progress: progress), "prior")
             return try finish(imageEmbeddings: embeddings, text: text, options: options, noise: &noise, progress: progress)
         }
     }
@@ -373,8 +396,10 @@ public final class UnCLIPPipeline {
     public func finish(imageEmbeddings: Tensor, text: TextConditioning, options: SamplingOptions, noise: inout some NoiseSource,
                        progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try inference {
-            let small = try runDecoder(imageEmbeddings: imageEmbeddings, text: text, options: options, noise: &noise, progress: progress)
-            let large = try runSuperResolution(small, options: options, noise: &noise, progress: progress)
+            let small = try NonFiniteOutput.check(runDecoder(imageEmbeddings: imageEmbeddings, text: text, options: options,
+                                                             noise: &noise, progress: progress), "decoder")
+            let large = try NonFiniteOutput.check(runSuperResolution(small, options: options, noise: &noise, progress: progress),
+                                                  "super-resolution")
             let image = Self.pixels(large)
             emit("image", image)
             return image

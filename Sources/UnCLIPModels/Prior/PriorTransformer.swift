@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// diffusers `PriorTransformer` configuration (`prior/config.json`). Karlo uses every default.
-public struct PriorTransformerConfig: Codable, Sendable {
+public struct PriorTransformerConfig: Codable, Sendable, CheckedConfiguration {
     public var numAttentionHeads = 32
     public var attentionHeadDim = 64
     public var numLayers = 20
@@ -72,8 +72,20 @@ public struct PriorTransformerConfig: Codable, Sendable {
 
     var innerDim: Int { numAttentionHeads * attentionHeadDim }
 
-    /// Rejects the options of later models (Kandinsky, Shap-E) that the unCLIP prior does not use.
-    func validate() throws {
+    /// Rejects sizes no model can have and the options of later models (Kandinsky, Shap-E) that the unCLIP prior
+    /// does not use.
+    public func validate() throws {
+        let check = ConfigurationChecks(component: "PriorTransformer")
+        try check.size(numAttentionHeads, "num_attention_heads", max: ConfigurationLimits.width)
+        try check.size(attentionHeadDim, "attention_head_dim", max: ConfigurationLimits.width)
+        try check.require(innerDim <= ConfigurationLimits.width, "num_attention_heads × attention_head_dim", innerDim,
+                          "at most \(ConfigurationLimits.width)")
+        try check.size(numLayers, "num_layers", max: ConfigurationLimits.layers)
+        try check.size(embeddingDim, "embedding_dim", max: ConfigurationLimits.width)
+        try check.size(numEmbeddings, "num_embeddings", max: ConfigurationLimits.positions)
+        // The unCLIP prior's four extra tokens: text embedding, time, noisy embedding, prd.
+        try check.require(additionalEmbeddings == 4, "additional_embeddings", additionalEmbeddings, "4 (text embedding, time, sample, prd)")
+        try check.require(dropout.isFinite && dropout >= 0 && dropout < 1, "dropout", dropout, "a probability in [0, 1)")
         func reject(_ option: String, _ value: String?, allowed: [String?]) throws {
             if !allowed.contains(value) {
                 throw UnsupportedConfiguration(component: "PriorTransformer", option: option, value: value ?? "null",

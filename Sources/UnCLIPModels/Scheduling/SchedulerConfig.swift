@@ -99,8 +99,12 @@ public struct UnCLIPSchedulerConfig: Codable, Equatable, Sendable {
         clipSampleRange = try c.decodeIfPresent(Double.self, forKey: .clipSampleRange) ?? 1.0
         predictionType = try option(.predictionType, PredictionType.epsilon)
         betaSchedule = try option(.betaSchedule, BetaSchedule.squaredcosCapV2)
-        if numTrainTimesteps < 2 {
-            throw SchedulerError.invalidOption(name: "num_train_timesteps", value: String(numTrainTimesteps), allowed: ["an integer ≥ 2"])
+        if numTrainTimesteps < 2 || numTrainTimesteps > ConfigurationLimits.trainTimesteps {
+            throw SchedulerError.invalidOption(name: "num_train_timesteps", value: String(numTrainTimesteps),
+                                               allowed: ["an integer in 2 … \(ConfigurationLimits.trainTimesteps)"])
+        }
+        if !(clipSampleRange.isFinite && clipSampleRange > 0) {
+            throw SchedulerError.invalidOption(name: "clip_sample_range", value: String(clipSampleRange), allowed: ["a finite number > 0"])
         }
     }
 

@@ -1,7 +1,7 @@
 import UnCLIPNN
 
 /// diffusers `UNet2DModel` configuration, as far as the unCLIP super-resolution UNets use it.
-public struct UNet2DConfig: Codable, Sendable {
+public struct UNet2DConfig: Codable, Sendable, CheckedConfiguration {
     public var sampleSize = 256
     public var inChannels = 6
     public var outChannels = 3
@@ -93,9 +93,15 @@ public struct UNet2DConfig: Codable, Sendable {
         try c.encode(1, forKey: .downsamplePadding)
     }
 
-    func validate() throws {
+    public func validate() throws {
         if let (option, value) = unsupported.first {
             throw UnsupportedConfiguration(component: "UNet2DModel", option: option, value: value, supported: ["the diffusers default"])
+        }
+        let check = ConfigurationChecks(component: "UNet2DModel")
+        try check.unet(sampleSize: sampleSize, inChannels: inChannels, outChannels: outChannels, blockOutChannels: blockOutChannels,
+                       layersPerBlock: .single(layersPerBlock), normNumGroups: normNumGroups, normEps: normEps, freqShift: freqShift)
+        if midBlockType != nil, addAttention, let dim = attentionHeadDim, let last = blockOutChannels.last {
+            try check.require(dim >= 1 && last % dim == 0, "attention_head_dim", dim, "a positive divisor of the last block_out_channels entry (\(last))")
         }
         for t in downBlockTypes where t != "ResnetDownsampleBlock2D" {
             throw UnsupportedConfiguration(component: "UNet2DModel", option: "down_block_types", value: t, supported: ["ResnetDownsampleBlock2D"])
