@@ -501,9 +501,25 @@ def main():
             fault_checks(server, key)
             FIGURES["idle_rss_mib"] = round(server.status("VmRSS"), 1)
             load_checks(server, key, args.clients, args.per_client, args.capacity)
+            batches = server.metric("unclip_generation_batches_total")
+            images = server.metric("unclip_generation_batch_images_total")
+            FIGURES["load_images_per_batch"] = round(images / max(batches, 1), 2)
+            check("load: waiting requests with the same settings shared batches", images > batches,
+                  f"{images:.0f} images in {batches:.0f} batches")
             check("key never logged", key not in open(server.log.name).read())
         finally:
             server.stop()
+        # The same load on a server that runs every request alone (--max-batch 1), for the batching's gain.
+        alone = Server(args.unclip, args.workdir, "--files-dir", os.path.join(args.workdir, "files"),
+                       "--max-batch", "1", name="unbatched")
+        try:
+            stats = load_round(alone.base, None, args.clients, args.per_client, args.capacity)
+            print(f"load, --max-batch 1: {json.dumps(stats)}", flush=True)
+            check("load, --max-batch 1: zero 5xx, every 2xx valid", stats["5xx"] == 0 and stats["errors"] == 0
+                  and stats["invalid_2xx"] == 0 and stats["images"] == args.clients * args.per_client)
+            FIGURES["load_unbatched"] = stats
+        finally:
+            alone.stop()
         cli_throughput(args.unclip, args.workdir)
         narrow = Server(args.unclip, args.workdir, "--files-dir", os.path.join(args.workdir, "files"),
                         "--max-waiting", "0", name="narrow")

@@ -12,7 +12,8 @@ struct Serve: ParsableCommand {
         discussion: """
             Point the official openai client's base_url at http://HOST:PORT/v1 and its images.generate, \
             images.edit and images.create_variation work unchanged; the page is at http://HOST:PORT/. One job runs \
-            at a time on the model; --max-waiting more wait, beyond that the answer is 429 with retry-after. \
+            at a time on the model (generation requests waiting with the same settings share one batch of up to \
+            --max-batch images); --max-waiting more wait, beyond that the answer is 429 with retry-after. \
             SIGTERM or SIGINT stops accepting, lets running and queued jobs finish for --grace-period seconds, \
             cancels what is left and exits 0. See docs/serving.md.
             """)
@@ -37,6 +38,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Requests that may wait behind the running one before new ones get 429.")
     var maxWaiting = 16
 
+    @Option(help: "Most images of generation requests with the same settings run as one batch (1: each request alone).")
+    var maxBatch = 8
+
+    @Option(help: "Seconds a connection may send nothing while its request is read, or between requests, before it is closed.")
+    var idleTimeout: Double = 60
+
     @Option(help: "Seconds SIGTERM/SIGINT waits for running and queued jobs before cancelling them.")
     var gracePeriod: Double = 30
 
@@ -46,6 +53,8 @@ struct Serve: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0…65535 (got \(port))") }
         guard maxWaiting >= 0 else { throw ValidationError("--max-waiting must be ≥ 0 (got \(maxWaiting))") }
+        guard (1...64).contains(maxBatch) else { throw ValidationError("--max-batch must be in 1…64 (got \(maxBatch))") }
+        guard idleTimeout > 0 && idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be > 0 seconds (got \(idleTimeout))") }
         guard filesCapMb >= 1 else { throw ValidationError("--files-cap-mb must be at least 1 (got \(filesCapMb))") }
         guard gracePeriod >= 0 && gracePeriod.isFinite else { throw ValidationError("--grace-period must be ≥ 0 (got \(gracePeriod))") }
     }
@@ -56,6 +65,8 @@ struct Serve: ParsableCommand {
         configuration.port = port
         configuration.filesByteLimit = filesCapMb << 20
         configuration.maxWaiting = maxWaiting
+        configuration.maxBatchImages = maxBatch
+        configuration.idleTimeout = idleTimeout
         configuration.gracePeriod = gracePeriod
         configuration.publicBaseURL = publicUrl.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         if let apiKeyFile {
@@ -69,7 +80,7 @@ struct Serve: ParsableCommand {
         }
         let pipeline = try model.pipeline()
         let name = pipeline.directory?.url.lastPathComponent ?? "unclip"
-        let shared = UnCLIPModel(pipeline, maxWaiting: maxWaiting)
+        let shared = UnCLIPModel(pipeline, maxWaiting: maxWaiting, maxBatchImages: maxBatch)
         let service = try ImageService(model: shared, modelName: name, configuration: configuration)
         // ArgumentParser runs this synchronously; the server is async, so the main thread waits for it.
         let outcome = ServeOutcome()

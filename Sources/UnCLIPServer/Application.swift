@@ -9,7 +9,8 @@ import ServiceLifecycle
 public func buildApplication(service: ImageService, logger: Logger,
                              onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
     let c = service.configuration
-    return Application(router: buildRouter(service: service),
+    let idle = TimeAmount.milliseconds(Int64(c.idleTimeout * 1000))
+    return Application(router: buildRouter(service: service), server: .http1(configuration: .init(idleTimeout: idle)),
                        configuration: .init(address: .hostname(c.host, port: c.port), serverName: "unclip"),
                        services: [FileSweeper(files: service.files)], onServerRunning: onServerRunning, logger: logger)
 }

@@ -64,17 +64,31 @@ public final class ImageService: Sendable {
 
     // MARK: Jobs
 
-    /// Runs `body` on the model as job `id`: admitted or 429, its progress on the job board, dropped at its next
-    /// step when the calling task is cancelled (the client hung up), timed into the metrics.
+    /// Runs `body` on the model as job `id` (see `track`).
     func run(_ operation: String, job id: String,
              _ body: @escaping @Sendable (UnCLIPPipeline, _ progress: @escaping (PipelineProgress) -> Bool) throws -> [RGBImage]) async throws -> [RGBImage] {
+        try await track(operation, job: id) { report in
+            try await model.run { pipeline in try body(pipeline) { report($0); return true } }
+        }
+    }
+
+    /// Text → images as job `id` through the model's shared batches (`UnCLIPModel.generate`): requests waiting at
+    /// the same time with the same settings run as one batch of up to `--max-batch` images.
+    func generate(_ prompt: String, options: SamplingOptions, seed: UInt64, job id: String) async throws -> [RGBImage] {
+        try await track("generations", job: id) { report in
+            try await model.generate(prompts: [prompt], options: options, seed: seed, progress: report)
+        }
+    }
+
+    /// Runs `work` as job `id`: admitted or 429, its progress on the job board, dropped at its next step when the
+    /// calling task is cancelled (the client hung up), timed into the metrics.
+    private func track(_ operation: String, job id: String,
+                       _ work: (_ progress: @escaping @Sendable (PipelineProgress) -> Void) async throws -> [RGBImage]) async throws -> [RGBImage] {
         jobs.queue(id, operation: operation)
         let board = jobs
         let start = ContinuousClock.now
         do {
-            let images = try await model.run { pipeline in
-                try body(pipeline) { board.progress(id, $0); return true }
-            }
+            let images = try await work { board.progress(id, $0) }
             let seconds = (ContinuousClock.now - start).seconds
             jobSeconds.withLock { $0 = 0.8 * $0 + 0.2 * seconds }
             metrics.images(images.count, operation: operation, seconds: seconds)

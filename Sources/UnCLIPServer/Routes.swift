@@ -25,7 +25,8 @@ public func buildRouter(service: ImageService) -> Router<ServerRequestContext> {
     router.get("/metrics") { _, _ in
         Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                  body: ResponseBody(byteBuffer: ByteBuffer(string: service.metrics.exposition(
-                     queued: service.model.queued, fileBytes: service.files.bytes))))
+                     queued: service.model.queued, fileBytes: service.files.bytes,
+                     batches: service.model.generationBatches))))
     }
     router.get("/v1/images/files/:file") { _, context in try routes.file(context.parameters.get("file") ?? "") }
 
@@ -77,9 +78,8 @@ struct Routes: Sendable {
         let prompt = try fields.requiredString("prompt", maxLength: ImageRequest.maxPromptLength)
         let r = try ImageRequest(fields, models: service.modelNames)
         let options = service.samplingOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, "generations", r) { pipeline, progress in
-            var noise = SeededNoise(seed: seed)
-            return try pipeline.generate(prompts: [prompt], options: options, noise: &noise, progress: progress)
+        return try await answer(request, r) { id in
+            try await service.generate(prompt, options: options, seed: seed, job: id)
         }
     }
 
@@ -204,14 +204,22 @@ struct Routes: Sendable {
         }
     }
 
-    /// Runs a job (its id from `x-unclip-job-id` when the client chose a sane one) and answers with its images.
+    /// Runs a job on the model (see `answer(_:_:extra:_:)`).
     private func answer(_ request: Request, _ operation: String, _ r: ImageRequest,
                         extra: [[String: Any]] = [],
                         _ body: @escaping @Sendable (UnCLIPPipeline, @escaping (PipelineProgress) -> Bool) throws -> Tensor) async throws -> Response {
-        let id = request.headers[.jobID].flatMap { JobBoard.isValidID($0) ? $0 : nil } ?? "job_" + FileStore.newID()
-        let images = try await service.run(operation, job: id) { pipeline, progress in
-            UnCLIPPipeline.images(from: try body(pipeline, progress))
+        try await answer(request, r, extra: extra) { id in
+            try await service.run(operation, job: id) { pipeline, progress in
+                UnCLIPPipeline.images(from: try body(pipeline, progress))
+            }
         }
+    }
+
+    /// Runs a job (its id from `x-unclip-job-id` when the client chose a sane one) and answers with its images.
+    private func answer(_ request: Request, _ r: ImageRequest, extra: [[String: Any]] = [],
+                        _ job: (_ id: String) async throws -> [RGBImage]) async throws -> Response {
+        let id = request.headers[.jobID].flatMap { JobBoard.isValidID($0) ? $0 : nil } ?? "job_" + FileStore.newID()
+        let images = try await job(id)
         var response = try service.answer(images, r, baseURL: baseURL(request), extra: extra)
         response.headers[.jobID] = id
         return response

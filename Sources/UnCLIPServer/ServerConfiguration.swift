@@ -16,6 +16,11 @@ public struct ServerConfiguration: Sendable {
     public var publicBaseURL: String?
     /// The most requests waiting behind the running one before new ones get 429.
     public var maxWaiting = 16
+    /// The most images of generation requests with the same settings run as one batch (1: no shared batches).
+    public var maxBatchImages = 8
+    /// A connection that sends nothing for this long while its request is being read, or between requests, is
+    /// closed (a stalled upload, an idle keep-alive); a running job's connection is not.
+    public var idleTimeout: TimeInterval = 60
     /// Bodies larger than these are refused with 413 before they are read whole.
     public var maxJSONBytes = 1 << 20
     public var maxMultipartBytes = 9 << 20

@@ -12,6 +12,8 @@ public final class ServerMetrics: Sendable {
     private let queueDepth: Metrics.Gauge
     private let storedBytes: Metrics.Gauge
     private let imageSeconds: Metrics.Timer
+    private let batches: Metrics.Gauge
+    private let batchedImages: Metrics.Gauge
 
     public init() {
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -22,6 +24,8 @@ public final class ServerMetrics: Sendable {
         queueDepth = Metrics.Gauge(label: "unclip_queue_depth", factory: factory)
         storedBytes = Metrics.Gauge(label: "unclip_files_bytes", factory: factory)
         imageSeconds = Metrics.Timer(label: "unclip_image_seconds", factory: factory)
+        batches = Metrics.Gauge(label: "unclip_generation_batches_total", factory: factory)
+        batchedImages = Metrics.Gauge(label: "unclip_generation_batch_images_total", factory: factory)
     }
 
     /// One answered request, by route pattern (not path, so ids do not explode the label set) and status.
@@ -41,10 +45,13 @@ public final class ServerMetrics: Sendable {
         Metrics.Counter(label: "unclip_jobs_cancelled_total", dimensions: [("operation", operation)], factory: factory).increment()
     }
 
-    /// The text exposition, with the gauges read now.
-    func exposition(queued: Int, fileBytes: Int) -> String {
+    /// The text exposition, with the gauges read now; `batches` the model's generation batches and their images
+    /// so far (their ratio is how many requests shared a batch).
+    func exposition(queued: Int, fileBytes: Int, batches counts: (batches: Int, images: Int)) -> String {
         queueDepth.record(queued)
         storedBytes.record(fileBytes)
+        batches.record(counts.batches)
+        batchedImages.record(counts.images)
         return registry.emitToString()
     }
 }

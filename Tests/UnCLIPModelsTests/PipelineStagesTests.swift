@@ -176,6 +176,94 @@ final class PipelineStagesTests: XCTestCase {
         XCTAssertEqual(images.count, 1)
     }
 
+    /// Holds the model with a job that waits on `gate`, then starts `calls` and waits until all of them queue.
+    private func queued<R: Sendable>(on model: UnCLIPModel, _ calls: [@Sendable () async throws -> R]) async throws -> (gate: DispatchSemaphore, blocker: Task<Void, Error>, tasks: [Task<R, Error>]) {
+        let gate = DispatchSemaphore(value: 0)
+        let blocker = Task { try await model.run { _ in gate.wait() } }
+        while model.queued < 1 { try await Task.sleep(nanoseconds: 1_000_000) }
+        var tasks: [Task<R, Error>] = []
+        for call in calls {
+            tasks.append(Task { try await call() })
+            while model.queued < tasks.count + 1 { try await Task.sleep(nanoseconds: 1_000_000) }
+        }
+        return (gate, blocker, tasks)
+    }
+
+    func testWaitingCallersWithTheSameSettingsShareABatchAndKeepTheirSeedsImages() async throws {
+        let model = try UnCLIPModel(directory: Self.tiny, maxBatchImages: 8)
+        let options = Self.fast
+        var two = options
+        two.imagesPerPrompt = 2
+        let requests: [(prompt: String, options: SamplingOptions, seed: UInt64)] = [("a horse", options, 1), ("a red cube", two, 2), ("a horse", options, 3)]
+        let (gate, blocker, tasks) = try await queued(on: model, requests.map { r in
+            { try await model.generate(prompts: [r.prompt], options: r.options, seed: r.seed) }
+        })
+        gate.signal()
+        try await blocker.value
+        var shared: [[RGBImage]] = []
+        for task in tasks { shared.append(try await task.value) }
+        // One batch of the four images.
+        XCTAssertEqual(model.generationBatches.batches, 1)
+        XCTAssertEqual(model.generationBatches.images, 4)
+        // Each caller's images are those its seed gives alone, up to the rounding of batched arithmetic.
+        let pipeline = try UnCLIPPipeline(directory: Self.tiny)
+        for (r, images) in zip(requests, shared) {
+            var noise = SeededNoise(seed: r.seed)
+            let alone = UnCLIPPipeline.images(from: try pipeline.generate(prompts: [r.prompt], options: r.options, noise: &noise))
+            XCTAssertEqual(images.count, alone.count)
+            for (a, b) in zip(images, alone) {
+                XCTAssertEqual(a.width, b.width)
+                let levels = zip(a.pixels, b.pixels).map { abs(Int($0) - Int($1)) }
+                XCTAssertLessThanOrEqual(levels.max() ?? 0, 2, "\(r.prompt), seed \(r.seed): more than 2 levels from the image alone")
+            }
+        }
+    }
+
+    func testBatchesHoldOnlyTheSameSettingsUpToTheirSize() async throws {
+        let model = try UnCLIPModel(directory: Self.tiny, maxBatchImages: 2)
+        let options = Self.fast
+        var other = options
+        other.decoderGuidance += 1
+        let settings = [options, other, options, options]
+        let (gate, blocker, tasks) = try await queued(on: model, settings.map { o in
+            { try await model.generate(prompts: ["a horse"], options: o, seed: 1) }
+        })
+        gate.signal()
+        try await blocker.value
+        for task in tasks {
+            let images = try await task.value
+            XCTAssertEqual(images.count, 1)
+        }
+        // [0, 2] share a batch (size 2), then [1] alone (other settings), then [3].
+        XCTAssertEqual(model.generationBatches.batches, 3)
+        XCTAssertEqual(model.generationBatches.images, 4)
+    }
+
+    func testAHungUpCallerLeavesItsBatchToTheOthers() async throws {
+        let model = try UnCLIPModel(directory: Self.tiny, maxBatchImages: 8)
+        let options = Self.fast
+        let (gate, blocker, tasks) = try await queued(on: model, [UInt64(1), 2, 3].map { seed in
+            { try await model.generate(prompts: ["a horse"], options: options, seed: seed) }
+        })
+        // The first, which would lead the batch, and the last hang up before the model is free.
+        tasks[0].cancel()
+        tasks[2].cancel()
+        gate.signal()
+        try await blocker.value
+        for i in [0, 2] {
+            do { _ = try await tasks[i].value; XCTFail("caller \(i) hung up but got images") } catch {
+                XCTAssertTrue(error is PipelineCancelled, "\(error)")
+            }
+        }
+        let images = try await tasks[1].value
+        var noise = SeededNoise(seed: 2)
+        let alone = UnCLIPPipeline.images(from: try UnCLIPPipeline(directory: Self.tiny).generate(prompts: ["a horse"], options: options, noise: &noise))
+        XCTAssertEqual(images.count, 1)
+        XCTAssertLessThanOrEqual(zip(images[0].pixels, alone[0].pixels).map { abs(Int($0) - Int($1)) }.max() ?? 0, 2)
+        XCTAssertEqual(model.queued, 0)
+        XCTAssertEqual(model.generationBatches.images, 1)
+    }
+
     func testGradModeAndScratchMemoryBelongToTheTask() throws {
         withNoGrad {
             XCTAssertFalse(GradMode.isEnabled)

@@ -16,13 +16,20 @@ public struct ModelBusy: Error, CustomStringConvertible {
 /// job: the pipeline's components stay loaded and its scratch pool is reused from job to job. At most `maxWaiting`
 /// callers queue behind the running one; one more gets `ModelBusy` at once. A caller whose task is cancelled —
 /// a client that hung up — is dropped before its job starts or at the job's next denoising step.
+///
+/// With `maxBatchImages` above 1, callers of `generate` waiting at the same time with the same settings share
+/// one batch of up to that many images (a server's requests), each with the noise of its own seed.
 public actor UnCLIPModel {
     private let pipeline: UnCLIPPipeline
     private let executor: ModelExecutor
     private let admitted = Mutex(0)
+    private let waitingGenerations = BatchQueue()
+    private let batchCounts = Mutex((batches: 0, images: 0))
 
     /// How many callers may wait behind the running job.
     public nonisolated let maxWaiting: Int
+    /// The most images that waiting callers of `generate` share a batch for (1: every call its own batch).
+    public nonisolated let maxBatchImages: Int
     /// Where the model came from.
     public nonisolated let name: String
     public nonisolated let hasPrior: Bool
@@ -35,10 +42,11 @@ public actor UnCLIPModel {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
     /// Shares `pipeline`, which must not be used elsewhere afterwards; its components are kept loaded.
-    public init(_ pipeline: sending UnCLIPPipeline, maxWaiting: Int = 16) {
+    public init(_ pipeline: sending UnCLIPPipeline, maxWaiting: Int = 16, maxBatchImages: Int = 1) {
         pipeline.keepLoaded = true
         self.pipeline = pipeline
         self.maxWaiting = max(0, maxWaiting)
+        self.maxBatchImages = max(1, maxBatchImages)
         name = pipeline.name
         hasPrior = pipeline.hasPrior
         hasImageEncoder = pipeline.hasImageEncoder
@@ -48,8 +56,9 @@ public actor UnCLIPModel {
     }
 
     /// The model of a diffusers-layout directory.
-    public init(directory: URL, variant: String? = nil, maxWaiting: Int = 16) throws {
-        self.init(try UnCLIPPipeline(directory: directory, variant: variant), maxWaiting: maxWaiting)
+    public init(directory: URL, variant: String? = nil, maxWaiting: Int = 16, maxBatchImages: Int = 1) throws {
+        self.init(try UnCLIPPipeline(directory: directory, variant: variant), maxWaiting: maxWaiting,
+                  maxBatchImages: maxBatchImages)
     }
 
     deinit { executor.stop() }
@@ -57,17 +66,25 @@ public actor UnCLIPModel {
     /// Callers running or waiting now.
     public nonisolated var queued: Int { admitted.withLock { $0 } }
 
+    /// Batches that `generate` has run, and the images they held (their ratio: how many callers shared a batch).
+    public nonisolated var generationBatches: (batches: Int, images: Int) { batchCounts.withLock { $0 } }
+
     /// Admits the caller (or throws `ModelBusy`), then runs `body` on the model when its turn comes.
     public nonisolated func run<R: Sendable>(_ body: @Sendable (UnCLIPPipeline) throws -> R) async throws -> R {
+        try await admitted { try await exclusive(body) }
+    }
+
+    /// Counts the caller in while `work` runs, or throws `ModelBusy` when `maxWaiting` callers already wait.
+    private nonisolated func admitted<R>(_ work: () async throws -> R) async throws -> R {
         let capacity = maxWaiting + 1
-        let admittedNow = admitted.withLock { count -> Int? in
-            guard count < capacity else { return nil }
+        let admittedNow = admitted.withLock { count -> Bool in
+            guard count < capacity else { return false }
             count += 1
-            return count
+            return true
         }
-        guard admittedNow != nil else { throw ModelBusy(queued: capacity) }
+        guard admittedNow else { throw ModelBusy(queued: capacity) }
         defer { admitted.withLock { $0 -= 1 } }
-        return try await exclusive(body)
+        return try await work()
     }
 
     private func exclusive<R: Sendable>(_ body: @Sendable (UnCLIPPipeline) throws -> R) throws -> R {
@@ -78,13 +95,55 @@ public actor UnCLIPModel {
     // MARK: The pipelines, as values in and out
 
     /// Text → images (`UnCLIPPipeline.generate`) with seeded noise.
+    ///
+    /// The call may share its batch with other callers' waiting at the same time with the same `options` (all but
+    /// `imagesPerPrompt`), up to `maxBatchImages` images: the first of them to reach the model runs the batch, the
+    /// others find their images made. Each member's noise is its own seed's (`StackedNoise`), so its images are those
+    /// it would get alone up to the rounding of batched arithmetic. A member that hangs up is left out of the
+    /// progress and its images dropped; when the one running the batch hangs up, the batch stops and the others
+    /// wait for the next turn, which one of them leads.
     public nonisolated func generate(prompts: [String], options: SamplingOptions, seed: UInt64,
                                      progress: (@Sendable (PipelineProgress) -> Void)? = nil) async throws -> [RGBImage] {
-        try await run { pipeline in
-            var noise = SeededNoise(seed: seed)
-            return UnCLIPPipeline.images(from: try pipeline.generate(prompts: prompts, options: options, noise: &noise,
-                                                                     progress: Self.handler(progress)))
+        let member = BatchMember(prompts: prompts, options: options, seed: seed, progress: progress)
+        return try await admitted {
+            waitingGenerations.append(member)
+            return try await withTaskCancellationHandler {
+                try await generate(member)
+            } onCancel: {
+                member.cancel()
+            }
         }
+    }
+
+    private func generate(_ member: BatchMember) throws -> [RGBImage] {
+        if let made = member.result { return try made.get() }
+        if Task.isCancelled || member.isCancelled {
+            waitingGenerations.remove(member)
+            throw PipelineCancelled()
+        }
+        let batch = waitingGenerations.batch(ledBy: member, maxImages: maxBatchImages)
+        batchCounts.withLock { $0.batches += 1; $0.images += batch.reduce(0) { $0 + $1.count } }
+        do {
+            var noise = StackedNoise(batch)
+            let images = UnCLIPPipeline.images(from: try pipeline.generate(
+                prompts: batch.flatMap(\.prompts), options: member.options, noise: &noise,
+                progress: { step in
+                    var wanted = false
+                    for m in batch where !m.isCancelled { m.progress?(step); wanted = true }
+                    return wanted
+                }))
+            var start = 0
+            for m in batch {
+                m.finish(.success(Array(images[start..<start + m.count])))
+                start += m.count
+            }
+        } catch where error is PipelineCancelled || error is CancellationError {
+            waitingGenerations.putBack(Array(batch.dropFirst()))
+            throw error
+        } catch {
+            for m in batch { m.finish(.failure(error)) }
+        }
+        return try member.result!.get()
     }
 
     /// Variations of images as diffusers makes them (`UnCLIPPipeline.vary`): their CLIP embeddings, fresh decoder noise.

@@ -3,7 +3,7 @@ import UnCLIPNN
 import UnCLIPImage
 
 /// Sampling settings of the text-to-image and variation pipelines; every default is diffusers'.
-public struct SamplingOptions: Sendable {
+public struct SamplingOptions: Equatable, Sendable {
     /// Images drawn per prompt (or per input image).
     public var imagesPerPrompt = 1
     public var priorSteps = 25
