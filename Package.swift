@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // Targets follow the dependency direction: C shims → tensor engine → modules → models → pipeline → CLI.
@@ -72,7 +72,10 @@ let package = Package(
         ], resources: [.copy("Web")], swiftSettings: librarySettings),
         .target(name: "UnCLIPCLI", dependencies: [
             "UnCLIPTensor", "UnCLIPNN", "UnCLIPImage", "UnCLIPModels", "UnCLIPTraining", "UnCLIPEvaluation", "UnCLIPShapesModel",
-            "UnCLIPShapesWorld", "UnCLIPServer",
+            "UnCLIPShapesWorld",
+            // `unclip serve`, with the trait on (the default); `--disable-default-traits` builds the CLI without
+            // the server and its packages.
+            .target(name: "UnCLIPServer", condition: .when(traits: ["Server"])),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "unclip", dependencies: ["UnCLIPCLI"]),
@@ -94,3 +97,8 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+package.traits = [
+    .trait(name: "Server", description: "`unclip serve`: the OpenAI Images API on Hummingbird (the server's packages)."),
+    .default(enabledTraits: ["Server"]),
+]

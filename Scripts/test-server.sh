@@ -6,7 +6,7 @@
 # Usage: Scripts/test-server.sh [FIGURES.json]   (a few minutes on 2 cores; builds unclip if needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -c "import openai" 2>/dev/null || python3 -m pip install -q "openai>=1.50,<4"
+python3 -c "import openai" 2>/dev/null || python3 -m pip install -q "openai>=1.50,<4" || python3 -m pip install -q --break-system-packages "openai>=1.50,<4"
 # UNCLIP_BIN: an unclip already built (e.g. by `swift test -c release`, whose testable build a plain
 # `swift build -c release` would redo from scratch); otherwise it is built here.
 bin="${UNCLIP_BIN:-}"

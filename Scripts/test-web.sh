@@ -9,7 +9,7 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
-python3 -c "import selenium" 2>/dev/null || python3 -m pip install -q "selenium>=4.10,<5"
+python3 -c "import selenium" 2>/dev/null || python3 -m pip install -q "selenium>=4.10,<5" || python3 -m pip install -q --break-system-packages "selenium>=4.10,<5"
 # UNCLIP_BIN: an unclip already built (e.g. by `swift test -c release`, whose testable build a plain
 # `swift build -c release` would redo from scratch); otherwise it is built here.
 bin="${UNCLIP_BIN:-}"

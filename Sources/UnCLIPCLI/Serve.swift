@@ -1,3 +1,4 @@
+#if Server
 import ArgumentParser
 import Foundation
 import Logging
@@ -121,3 +122,4 @@ private final class ServeOutcome: @unchecked Sendable {
     var started = false
     var error: Error?
 }
+#endif

@@ -23,7 +23,16 @@ public struct UnCLIPCommand: ParsableCommand {
             or read-only folder, a directory, an empty name); 130 training interrupted by Ctrl-C after its checkpoint \
             (continue with --resume); 1 any other failure. docs/reliability.md lists the bad inputs and their answers.
             """,
-        subcommands: [Generate.self, Edit.self, Serve.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self])
+        subcommands: commands)
+
+    /// The subcommands; `serve` with the package's Server trait on (its default).
+    static var commands: [any ParsableCommand.Type] {
+        #if Server
+        [Generate.self, Edit.self, Serve.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self]
+        #else
+        [Generate.self, Edit.self, Vary.self, Interpolate.self, TextDiff.self, Classify.self, Inspect.self, DataCommand.self, Train.self, Evaluate.self, SelfTest.self, Bench.self]
+        #endif
+    }
 
     /// Runs the command, first making libgomp's idle threads sleep instead of spin unless the user chose a policy.
     ///

@@ -12,6 +12,8 @@ public final class FileStore: Sendable {
     /// The most bytes kept; past it the oldest files go first.
     public let byteLimit: Int
     /// The bytes written since the last sweep plus what that sweep found, so most saves need no directory scan.
+    /// A save renames its file into place and counts it under this lock, and a sweep holds it throughout, so
+    /// concurrent saves are never lost from the count (the cap holds under concurrent writes).
     private let state = Mutex<(bytes: Int, lastSweep: Date)>((0, .distantPast))
 
     public init(directory: URL, lifetime: TimeInterval = 3600, byteLimit: Int = 1 << 30) throws {
@@ -39,11 +41,11 @@ public final class FileStore: Sendable {
         let id = Self.newID()
         let temporary = directory.appendingPathComponent(".\(id).tmp")
         try png.write(to: temporary)
-        guard rename(temporary.path, url(of: id).path) == 0 else {
-            try? FileManager.default.removeItem(at: temporary)
-            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url(of: id).path])
-        }
-        let due = state.withLock { s -> Bool in
+        let due = try state.withLock { s -> Bool in
+            guard rename(temporary.path, url(of: id).path) == 0 else {
+                try? FileManager.default.removeItem(at: temporary)
+                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url(of: id).path])
+            }
             s.bytes += png.count
             return s.bytes > byteLimit || Date().timeIntervalSince(s.lastSweep) > 60
         }
@@ -55,7 +57,9 @@ public final class FileStore: Sendable {
     public func read(_ id: String) -> Data? {
         guard Self.isValidID(id) else { return nil }
         let file = url(of: id)
+        // Only a regular file this store wrote: a symlink planted in the directory is never followed.
         guard let attributes = try? FileManager.default.attributesOfItem(atPath: file.path),
+              attributes[.type] as? FileAttributeType == .typeRegular,
               let modified = attributes[.modificationDate] as? Date else { return nil }
         guard Date().timeIntervalSince(modified) <= lifetime else {
             try? FileManager.default.removeItem(at: file)
@@ -64,8 +68,14 @@ public final class FileStore: Sendable {
         return try? Data(contentsOf: file)
     }
 
-    /// Deletes expired files (and temporaries left by a crash), then the oldest until the total is under the cap.
+    /// Deletes expired files (and temporaries left by a crash), then, once the total is over the cap, the oldest
+    /// until it is under 90 % of it (so that a full store scans its directory every tenth of the cap, not every save).
     public func sweep() {
+        state.withLock { s in s = (sweepLocked(), Date()) }
+    }
+
+    /// The sweep, under the state lock; returns the bytes kept.
+    private func sweepLocked() -> Int {
         let keys: [URLResourceKey] = [.contentModificationDateKey, .fileSizeKey]
         let entries = (try? FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: keys)) ?? []
         let now = Date()
@@ -83,11 +93,14 @@ public final class FileStore: Sendable {
             }
         }
         var total = kept.reduce(0) { $0 + $1.size }
-        for file in kept.sorted(by: { $0.date < $1.date }) where total > byteLimit {
-            try? FileManager.default.removeItem(at: file.url)
-            total -= file.size
+        if total > byteLimit {
+            let target = byteLimit / 10 * 9
+            for file in kept.sorted(by: { $0.date < $1.date }) where total > target {
+                try? FileManager.default.removeItem(at: file.url)
+                total -= file.size
+            }
         }
-        state.withLock { $0 = (total, now) }
+        return total
     }
 
     /// Bytes held now, as of the last sweep and the saves since.

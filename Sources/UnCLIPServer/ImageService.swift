@@ -64,11 +64,11 @@ public final class ImageService: Sendable {
 
     // MARK: Jobs
 
-    /// Runs `body` on the model as job `id` (see `track`).
-    func run(_ operation: String, job id: String,
+    /// Runs `body` on the model as job `id` (see `track`), making `images` images.
+    func run(_ operation: String, job id: String, images: Int,
              _ body: @escaping @Sendable (UnCLIPPipeline, _ progress: @escaping (PipelineProgress) -> Bool) throws -> [RGBImage]) async throws -> [RGBImage] {
         try await track(operation, job: id) { report in
-            try await model.run { pipeline in try body(pipeline) { report($0); return true } }
+            try await model.run(scratch: "\(operation) \(images)") { pipeline in try body(pipeline) { report($0); return true } }
         }
     }
 

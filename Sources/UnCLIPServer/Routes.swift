@@ -209,7 +209,7 @@ struct Routes: Sendable {
                         extra: [[String: Any]] = [],
                         _ body: @escaping @Sendable (UnCLIPPipeline, @escaping (PipelineProgress) -> Bool) throws -> Tensor) async throws -> Response {
         try await answer(request, r, extra: extra) { id in
-            try await service.run(operation, job: id) { pipeline, progress in
+            try await service.run(operation, job: id, images: r.n) { pipeline, progress in
                 UnCLIPPipeline.images(from: try body(pipeline, progress))
             }
         }

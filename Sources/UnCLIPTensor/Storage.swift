@@ -126,7 +126,17 @@ public final class BufferPool: @unchecked Sendable {
             return released
         }
         for block in released { free(block.pointer) }
+        #if canImport(Glibc)
+        // Emptying the cache is asking for the memory back: glibc keeps freed heap blocks (those under its
+        // dynamic mmap threshold, up to 32 MiB) mapped unless asked, and a server's RSS would creep up.
+        if target == 0 && !released.isEmpty { _ = Self.glibcMallocTrim(0) }
+        #endif
     }
+
+    #if canImport(Glibc)
+    /// glibc's `malloc_trim` (malloc.h, which the Glibc module does not export).
+    @_silgen_name("malloc_trim") private static func glibcMallocTrim(_ pad: Int) -> Int32
+    #endif
 
     /// Bytes currently held in the cache (not in use by any tensor).
     public var cachedBytes: Int { state.withLock { $0.cachedBytes } }

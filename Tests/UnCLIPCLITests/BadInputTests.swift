@@ -73,7 +73,7 @@ final class BadInputTests: XCTestCase {
         assertOutcome(["generate", "x", "--seed", "18446744073709551616"], .usage, ["--seed"])
         assertOutcome(["vary", Self.input, "-n", "100000"], .usage, ["-n"])
         assertOutcome(["interpolate", Self.input, Self.input, "--frames", "100000"], .usage, ["--frames"])
-        assertOutcome(["train", "superres", "--count=-1", "--out", try scratch().path], .usage, ["-1"])
+        assertOutcome(["train", "super_res", "--count=-1", "--out", try scratch().path], .usage, ["-1"])
         // The largest seed is a seed like any other.
         assertOutcome(try generate(Self.karlo, ["--seed", "18446744073709551615"]), .success)
     }
@@ -328,7 +328,7 @@ final class BadInputTests: XCTestCase {
     func testTrainingDataThatCannotBeUsedIsNamed() throws {
         let dir = try scratch()
         let out = dir.appendingPathComponent("out").path
-        func train(_ data: String) -> [String] { ["train", "superres", "--data", data, "--out", out] }
+        func train(_ data: String) -> [String] { ["train", "super_res", "--data", data, "--out", out] }
         assertOutcome(train(dir.appendingPathComponent("missing").path), .noInput, ["missing", "not a directory"])
         let empty = dir.appendingPathComponent("empty")
         try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: false)

@@ -93,17 +93,17 @@ final class CrashSafetyTests: XCTestCase {
 
     func testTrainingKilledTwentyTimesResumesToBitIdenticalWeights() throws {
         let dir = try scratch()
-        let config = dir.appendingPathComponent("superres.json")
+        let config = dir.appendingPathComponent("super_res.json")
         try Data(Self.trainingConfig.utf8).write(to: config)
         func train(_ out: URL, resume: Bool) -> [String] {
-            ["train", "superres", "--out", out.path, "--count", "16", "--config", config.path] + (resume ? ["--resume"] : [])
+            ["train", "super_res", "--out", out.path, "--count", "16", "--config", config.path] + (resume ? ["--resume"] : [])
         }
         let reference = dir.appendingPathComponent("reference"), killed = dir.appendingPathComponent("killed")
         let started = Date()
         XCTAssertEqual(try complete(train(reference, resume: false)), 0)
         let uninterrupted = Date().timeIntervalSince(started)
 
-        let checkpoints = killed.appendingPathComponent("checkpoints/superres")
+        let checkpoints = killed.appendingPathComponent("checkpoints/super_res")
         let checkpoint = checkpoints.appendingPathComponent("checkpoint.safetensors")
         let log = checkpoints.appendingPathComponent("loss.jsonl")
         var rng = SystemRandomNumberGenerator()
@@ -139,7 +139,7 @@ final class CrashSafetyTests: XCTestCase {
         XCTAssertEqual(try complete(train(killed, resume: true)), 0)
         assertReadable(checkpoint)
 
-        for file in ["super_res_first/diffusion_pytorch_model.safetensors", "checkpoints/superres/checkpoint.safetensors"] {
+        for file in ["super_res_first/diffusion_pytorch_model.safetensors", "checkpoints/super_res/checkpoint.safetensors"] {
             let a = try Data(contentsOf: reference.appendingPathComponent(file)), b = try Data(contentsOf: killed.appendingPathComponent(file))
             XCTAssertTrue(a == b, "\(file) differs from the uninterrupted run's after \(kills) kills")
         }

@@ -70,8 +70,13 @@ public actor UnCLIPModel {
     public nonisolated var generationBatches: (batches: Int, images: Int) { batchCounts.withLock { $0 } }
 
     /// Admits the caller (or throws `ModelBusy`), then runs `body` on the model when its turn comes.
-    public nonisolated func run<R: Sendable>(_ body: @Sendable (UnCLIPPipeline) throws -> R) async throws -> R {
-        try await admitted { try await exclusive(body) }
+    ///
+    /// `scratch` names the shapes the job computes with (say, its operation and image count). The pipeline caches
+    /// the scratch buffers of a job for the next one of the same shapes; a job with another `scratch` than the last
+    /// first returns that cache to the system, so a server whose requests vary in size holds the memory of one
+    /// job's shapes, not of every size it has seen. Nil keeps the cache.
+    public nonisolated func run<R: Sendable>(scratch: String? = nil, _ body: @Sendable (UnCLIPPipeline) throws -> R) async throws -> R {
+        try await admitted { try await exclusive(scratch: scratch, body) }
     }
 
     /// Counts the caller in while `work` runs, or throws `ModelBusy` when `maxWaiting` callers already wait.
@@ -87,9 +92,28 @@ public actor UnCLIPModel {
         return try await work()
     }
 
-    private func exclusive<R: Sendable>(_ body: @Sendable (UnCLIPPipeline) throws -> R) throws -> R {
+    private func exclusive<R: Sendable>(scratch: String?, _ body: @Sendable (UnCLIPPipeline) throws -> R) throws -> R {
         if Task.isCancelled { throw PipelineCancelled() }
+        useScratch(scratch)
+        defer { releaseScratchIfIdle() }
         return try body(pipeline)
+    }
+
+    /// The `scratch` of the last job run.
+    private var lastScratch: String?
+
+    private func useScratch(_ key: String?) {
+        guard let key else { return }
+        if let last = lastScratch, last != key { pipeline.releaseScratchMemory() }
+        lastScratch = key
+    }
+
+    /// With nobody waiting after a job, its scratch memory goes back to the system: an idle model holds its
+    /// weights only (the next job's first steps allocate afresh, a few milliseconds on the embedded model).
+    private func releaseScratchIfIdle() {
+        guard admitted.withLock({ $0 }) <= 1 else { return }
+        pipeline.releaseScratchMemory()
+        lastScratch = nil
     }
 
     // MARK: The pipelines, as values in and out
@@ -116,16 +140,23 @@ public actor UnCLIPModel {
     }
 
     private func generate(_ member: BatchMember) throws -> [RGBImage] {
-        if let made = member.result { return try made.get() }
+        if let made = member.result {
+            releaseScratchIfIdle()
+            return try made.get()
+        }
         if Task.isCancelled || member.isCancelled {
             waitingGenerations.remove(member)
+            releaseScratchIfIdle()
             throw PipelineCancelled()
         }
         let batch = waitingGenerations.batch(ledBy: member, maxImages: maxBatchImages)
-        batchCounts.withLock { $0.batches += 1; $0.images += batch.reduce(0) { $0 + $1.count } }
+        let images = batch.reduce(0) { $0 + $1.count }
+        batchCounts.withLock { $0.batches += 1; $0.images += images }
+        useScratch("generate \(images)")
+        defer { releaseScratchIfIdle() }
         do {
             var noise = StackedNoise(batch)
-            let images = UnCLIPPipeline.images(from: try pipeline.generate(
+            let made = UnCLIPPipeline.images(from: try pipeline.generate(
                 prompts: batch.flatMap(\.prompts), options: member.options, noise: &noise,
                 progress: { step in
                     var wanted = false
@@ -134,7 +165,7 @@ public actor UnCLIPModel {
                 }))
             var start = 0
             for m in batch {
-                m.finish(.success(Array(images[start..<start + m.count])))
+                m.finish(.success(Array(made[start..<start + m.count])))
                 start += m.count
             }
         } catch where error is PipelineCancelled || error is CancellationError {

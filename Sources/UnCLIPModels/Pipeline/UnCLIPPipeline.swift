@@ -251,6 +251,9 @@ public final class UnCLIPPipeline {
     /// The decoder UNet's configuration.
     public var decoderConfig: UNet2DConditionConfig { components.decoderConfig }
 
+    /// Returns the scratch memory cached for reuse to the system (the next run allocates afresh).
+    public func releaseScratchMemory() { memory.trim(to: 0) }
+
     /// Runs `body` as inference: no graph, this pipeline's scratch memory.
     func inference<R>(_ body: () throws -> R) rethrows -> R {
         try memory.withPool { try withNoGrad(body) }
