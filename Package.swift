@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "UnCLIPShapesModel", resources: [.copy("shapes-unclip")]),
         // The OpenAI Images API over HTTP (Hummingbird 2) and its web page (Web/, plain HTML/CSS/JS, no build step).
         .target(name: "UnCLIPServer", dependencies: [
-            "UnCLIPModels", "UnCLIPImage",
+            "UnCLIPTensor", "UnCLIPModels", "UnCLIPImage",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "MultipartKit", package: "multipart-kit"),
             .product(name: "Prometheus", package: "swift-prometheus"),

@@ -18,6 +18,9 @@ public final class ImageService: Sendable {
     let web: WebAssets
     /// Recent seconds per job (moving average), for `retry-after`.
     private let jobSeconds = Mutex(1.0)
+    private let finished = Atomic(0)
+    /// Jobs ended so far, however they ended.
+    var jobsFinished: Int { finished.load(ordering: .relaxed) }
 
     public init(model: UnCLIPModel, modelName: String, configuration: ServerConfiguration) throws {
         self.model = model
@@ -87,6 +90,7 @@ public final class ImageService: Sendable {
         jobs.queue(id, operation: operation)
         let board = jobs
         let start = ContinuousClock.now
+        defer { finished.add(1, ordering: .relaxed) }
         do {
             let images = try await work { board.progress(id, $0) }
             let seconds = (ContinuousClock.now - start).seconds

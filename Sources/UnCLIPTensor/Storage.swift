@@ -129,7 +129,15 @@ public final class BufferPool: @unchecked Sendable {
         #if canImport(Glibc)
         // Emptying the cache is asking for the memory back: glibc keeps freed heap blocks (those under its
         // dynamic mmap threshold, up to 32 MiB) mapped unless asked, and a server's RSS would creep up.
-        if target == 0 && !released.isEmpty { _ = Self.glibcMallocTrim(0) }
+        if target == 0 && !released.isEmpty { Self.returnFreedMemoryToSystem() }
+        #endif
+    }
+
+    /// Asks the C allocator to give the memory freed by every thread back to the system (glibc's `malloc_trim`;
+    /// nothing elsewhere). A server calls it when idle, so its RSS returns to its model's.
+    public static func returnFreedMemoryToSystem() {
+        #if canImport(Glibc)
+        _ = glibcMallocTrim(0)
         #endif
     }
 

@@ -23,6 +23,9 @@ public actor UnCLIPModel {
     private let pipeline: UnCLIPPipeline
     private let executor: ModelExecutor
     private let admitted = Mutex(0)
+    /// Admitted callers whose turn on the model has not ended yet. Unlike `admitted`, it is counted down on the
+    /// model's own thread as each turn ends, so the last turn knows it is the last.
+    private let turnsLeft = Mutex(0)
     private let waitingGenerations = BatchQueue()
     private let batchCounts = Mutex((batches: 0, images: 0))
 
@@ -89,13 +92,14 @@ public actor UnCLIPModel {
         }
         guard admittedNow else { throw ModelBusy(queued: capacity) }
         defer { admitted.withLock { $0 -= 1 } }
+        turnsLeft.withLock { $0 += 1 }
         return try await work()
     }
 
     private func exclusive<R: Sendable>(scratch: String?, _ body: @Sendable (UnCLIPPipeline) throws -> R) throws -> R {
+        defer { endTurn() }
         if Task.isCancelled { throw PipelineCancelled() }
         useScratch(scratch)
-        defer { releaseScratchIfIdle() }
         return try body(pipeline)
     }
 
@@ -108,10 +112,11 @@ public actor UnCLIPModel {
         lastScratch = key
     }
 
-    /// With nobody waiting after a job, its scratch memory goes back to the system: an idle model holds its
-    /// weights only (the next job's first steps allocate afresh, a few milliseconds on the embedded model).
-    private func releaseScratchIfIdle() {
-        guard admitted.withLock({ $0 }) <= 1 else { return }
+    /// Ends a caller's turn; after the last waiting caller's, the scratch memory goes back to the system, so an
+    /// idle model holds its weights only (the next job's first steps allocate afresh, a few milliseconds on the
+    /// embedded model).
+    private func endTurn() {
+        guard turnsLeft.withLock({ $0 -= 1; return $0 }) == 0 else { return }
         pipeline.releaseScratchMemory()
         lastScratch = nil
     }
@@ -140,20 +145,16 @@ public actor UnCLIPModel {
     }
 
     private func generate(_ member: BatchMember) throws -> [RGBImage] {
-        if let made = member.result {
-            releaseScratchIfIdle()
-            return try made.get()
-        }
+        defer { endTurn() }
+        if let made = member.result { return try made.get() }
         if Task.isCancelled || member.isCancelled {
             waitingGenerations.remove(member)
-            releaseScratchIfIdle()
             throw PipelineCancelled()
         }
         let batch = waitingGenerations.batch(ledBy: member, maxImages: maxBatchImages)
         let images = batch.reduce(0) { $0 + $1.count }
         batchCounts.withLock { $0.batches += 1; $0.images += images }
         useScratch("generate \(images)")
-        defer { releaseScratchIfIdle() }
         do {
             var noise = StackedNoise(batch)
             let made = UnCLIPPipeline.images(from: try pipeline.generate(
