@@ -322,6 +322,42 @@ def fault_checks(server, key):
     check("fault: server healthy after the faults", get(server.base + "/health")[0] == 200 and wait_idle(server))
 
 
+def idle_checks(unclip, workdir):
+    """A connection that stalls mid-body, or sits idle between requests, is closed after --idle-timeout."""
+    server = Server(unclip, workdir, "--files-dir", os.path.join(workdir, "files-idle"), "--idle-timeout", "1", name="idle")
+    try:
+        def closed_within(seconds, send):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=seconds + 5)
+            try:
+                send(s)
+                start = time.time()
+                while True:  # read until the server closes (an answer, if any, comes first)
+                    if not s.recv(65536):
+                        return time.time() - start
+            except OSError:
+                return None
+            finally:
+                s.close()
+        stalled = closed_within(1, lambda s: s.sendall(
+            b"POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"prompt\": \"a red"))
+        check("idle: a body that stalls is closed after --idle-timeout (1 s)", stalled is not None and stalled < 4,
+              f"closed after {stalled:.2f} s" if stalled is not None else "not closed")
+        idle = closed_within(1, lambda s: s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"))
+        check("idle: a kept-alive connection with nothing more to say is closed after --idle-timeout", idle is not None and idle < 4,
+              f"closed after {idle:.2f} s" if idle is not None else "not closed")
+        start = time.time()
+        status = post_json(server.base, "/v1/images/generations",
+                           {"prompt": "a red circle", "steps": 30, "n": 2, "response_format": "b64_json"})[0]
+        took = time.time() - start
+        check("idle: a job longer than --idle-timeout keeps its connection and is answered", status == 200 and took > 1,
+              f"{status} after {took:.2f} s")
+        check("idle: server healthy afterwards", json.loads(get(server.base + "/health")[2])["status"] == "ok")
+        FIGURES["idle_close_seconds"] = [round(x, 2) for x in (stalled, idle) if x is not None]
+    finally:
+        server.stop()
+
+
 def sigterm_checks(unclip, workdir):
     # A job in flight finishes and is answered; the process exits 0 within the grace period.
     server = Server(unclip, workdir, "--files-dir", os.path.join(workdir, "files-term"), "--grace-period", "30", name="sigterm")
@@ -546,6 +582,7 @@ def main():
             rate_limit_check(narrow)
         finally:
             narrow.stop()
+        idle_checks(args.unclip, args.workdir)
         sigterm_checks(args.unclip, args.workdir)
 
     if args.figures:
