@@ -24,15 +24,17 @@ static void guarded_error_exit(j_common_ptr cinfo) {
     longjmp(err->jump, 1);
 }
 
-// Warnings are silenced rather than printed to stderr; premature end of data (which libjpeg would pad with grey)
-// is remembered so that a truncated file fails like it does in Pillow.
+// Warnings are silenced rather than printed to stderr; premature end of data, or entropy-coded data cut off by a
+// marker (which libjpeg would pad with grey), is remembered so that a truncated file fails like it does in Pillow.
 static void guarded_output_message(j_common_ptr cinfo) { (void)cinfo; }
 
 static void guarded_emit_message(j_common_ptr cinfo, int msg_level) {
     struct guarded_error *err = (struct guarded_error *)cinfo->err;
     if (msg_level < 0) {
         err->pub.num_warnings++;
-        if (err->pub.msg_code == JWRN_JPEG_EOF) err->hit_eof = 1;
+        // The data ran out, or the entropy-coded data broke off at a marker: the rest would be libjpeg's padding.
+        if (err->pub.msg_code == JWRN_JPEG_EOF || err->pub.msg_code == JWRN_HIT_MARKER || err->pub.msg_code == JWRN_MUST_RESYNC)
+            err->hit_eof = 1;
     }
 }
 
@@ -93,12 +95,14 @@ int unclip_jpeg_decode(const unsigned char *data, size_t size, size_t max_pixels
         jpeg_destroy_decompress(&cinfo);
         return 1;
     }
-    while (cinfo.output_scanline < cinfo.output_height) {
+    // Stop at the first sign of truncation: a file of a few bytes can declare 200 million pixels, and decoding them
+    // from the grey padding libjpeg substitutes would take seconds (found by Scripts/fuzz.sh, FuzzImage).
+    while (cinfo.output_scanline < cinfo.output_height && !err.hit_eof) {
         JSAMPROW row = out + (size_t)cinfo.output_scanline * w * c;
         jpeg_read_scanlines(&cinfo, &row, 1);
     }
     if (err.hit_eof) {
-        snprintf(message, message_size, "JPEG data is truncated (premature end of data)");
+        snprintf(message, message_size, "JPEG data is truncated or corrupt (its compressed data ends before the image does)");
         jpeg_destroy_decompress(&cinfo);
         free(out);
         return 1;
