@@ -31,21 +31,27 @@ struct FileSweeper: Service {
     }
 }
 
-/// Once the server has been idle for a second after answering jobs, gives the memory that the answers' threads
-/// freed back to the system (the model returns its own scratch memory itself), so an idle server's RSS is its
-/// model's and a second round of load starts where the first did.
+/// For the first seconds of quiet after jobs, gives the memory that the model and the answers' threads freed back to
+/// the system each second (the model returns its own scratch memory itself; an answer's buffers are freed only once
+/// written, after its job ended), so an idle server's RSS is its model's and a second round of load starts where the
+/// first did.
 struct IdleTrimmer: Service {
     let service: ImageService
+    /// Quiet seconds after the last job during which the allocator is trimmed.
+    static let quietSeconds = 3
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            var trimmedAt = -1
+            var seen = service.jobsFinished, quiet = Self.quietSeconds
             while true {
                 try await Task.sleep(for: .seconds(1))
                 let finished = service.jobsFinished
-                if finished != trimmedAt && service.model.queued == 0 {
+                if finished != seen || service.model.queued > 0 {
+                    seen = finished
+                    quiet = 0
+                } else if quiet < Self.quietSeconds {
+                    quiet += 1
                     BufferPool.returnFreedMemoryToSystem()
-                    trimmedAt = finished
                 }
             }
         }
