@@ -19,6 +19,9 @@ let package = Package(
         .library(name: "UnCLIPEvaluation", targets: ["UnCLIPEvaluation"]),
         .library(name: "UnCLIPShapesModel", targets: ["UnCLIPShapesModel"]),
         .library(name: "UnCLIPServer", targets: ["UnCLIPServer"]),
+        // The commands as a library: the executable only calls `UnCLIPCommand.main()`; tests and the fuzz targets
+        // parse argument lists with them.
+        .library(name: "UnCLIPCLI", targets: ["UnCLIPCLI"]),
         .executable(name: "unclip", targets: ["unclip"]),
     ],
     dependencies: [

@@ -13,6 +13,13 @@ let package = Package(
         .executableTarget(name: "FuzzImage", dependencies: ["FuzzSupport", .product(name: "UnCLIPImage", package: "swift-unclip")]),
         .executableTarget(name: "FuzzConfig", dependencies: ["FuzzSupport", .product(name: "UnCLIPModels", package: "swift-unclip")]),
         .executableTarget(name: "FuzzTokenizer", dependencies: ["FuzzSupport", .product(name: "UnCLIPModels", package: "swift-unclip")]),
+        .executableTarget(name: "FuzzModelDirectory", dependencies: ["FuzzSupport", .product(name: "UnCLIPModels", package: "swift-unclip")]),
+        .executableTarget(name: "FuzzCheckpoint", dependencies: [
+            "FuzzSupport", .product(name: "UnCLIPModels", package: "swift-unclip"),
+            .product(name: "UnCLIPNN", package: "swift-unclip"), .product(name: "UnCLIPTraining", package: "swift-unclip"),
+        ]),
+        .executableTarget(name: "FuzzRequest", dependencies: ["FuzzSupport", .product(name: "UnCLIPServer", package: "swift-unclip")]),
+        .executableTarget(name: "FuzzArguments", dependencies: ["FuzzSupport", .product(name: "UnCLIPCLI", package: "swift-unclip")]),
     ],
     swiftLanguageModes: [.v5]
 )

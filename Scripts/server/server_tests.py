@@ -81,13 +81,13 @@ def free_port():
 class Server:
     """One `unclip serve` process on a free loopback port."""
 
-    def __init__(self, unclip, workdir, *args, port=None, name="server"):
+    def __init__(self, unclip, workdir, *args, port=None, name="server", start_timeout=60):
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = open(os.path.join(workdir, f"{name}-{self.port}.log"), "w")
         self.process = subprocess.Popen([unclip, "serve", "--port", str(self.port), *args],
                                         stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 60
+        deadline = time.time() + start_timeout
         while time.time() < deadline:
             try:
                 if json.loads(get(self.base + "/health")[2])["status"] == "ok":
@@ -528,11 +528,31 @@ def cli_throughput(unclip, workdir):
     print("cli: " + json.dumps(figures), flush=True)
 
 
+def write_key(workdir):
+    """A fresh API key and the key file that gives it to the server."""
+    key = "sk-test-" + os.urandom(8).hex()
+    key_file = os.path.join(workdir, "keys")
+    with open(key_file, "w") as f:
+        f.write(key + "\n")
+    return key, key_file
+
+
+def served_round(base, key, args, label, figure):
+    """One load round that must serve everything: no 5xx, no failed connection, every 2xx valid, every image."""
+    stats = load_round(base, key, args.clients, args.per_client, args.capacity)
+    print(f"{label}: {json.dumps(stats)}", flush=True)
+    check(f"{label}: zero 5xx, every 2xx valid", stats["5xx"] == 0 and stats["errors"] == 0
+          and stats["invalid_2xx"] == 0 and stats["images"] == args.clients * args.per_client)
+    FIGURES[figure] = stats
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--unclip", help="the unclip binary (not needed with --only load)")
     parser.add_argument("--workdir", default=tempfile.mkdtemp(prefix="unclip-server-"))
-    parser.add_argument("--only", choices=["all", "load"], default="all")
+    parser.add_argument("--only", choices=["all", "load", "sanitizer"], default="all",
+                        help="sanitizer: a sanitizer build of unclip (Scripts/sanitize.sh): the functional checks and "
+                             "a load round, no time or memory bars; any sanitizer report in the server's log fails")
     parser.add_argument("--base", help="an already running server (or proxy) for --only load")
     parser.add_argument("--capacity", type=int, default=17, help="requests the server(s) admit at once")
     parser.add_argument("--clients", type=int, default=50)
@@ -549,11 +569,21 @@ def main():
                   stats["5xx"] == 0 and stats["errors"] == 0 and stats["invalid_2xx"] == 0 and stats["early_429"] == 0
                   and stats["images"] == args.clients * args.per_client)
         FIGURES["load"] = rounds
+    elif args.only == "sanitizer":
+        key, key_file = write_key(args.workdir)
+        server = Server(args.unclip, args.workdir, "--files-dir", os.path.join(args.workdir, "files"),
+                        "--api-key-file", key_file, name="sanitized", start_timeout=600)
+        try:
+            openai_checks(server, key)
+            fault_checks(server, key)
+            served_round(server.base, key, args, "load under the sanitizer", "sanitizer_load")
+        finally:
+            server.stop()
+        log = open(server.log.name, errors="replace").read()
+        reports = [line for line in log.splitlines() if "Sanitizer" in line and ("WARNING" in line or "ERROR" in line)]
+        check("no sanitizer report in the server's log", not reports, "; ".join(reports[:3]) + f" (log: {server.log.name})")
     else:
-        key = "sk-test-" + os.urandom(8).hex()
-        key_file = os.path.join(args.workdir, "keys")
-        with open(key_file, "w") as f:
-            f.write(key + "\n")
+        key, key_file = write_key(args.workdir)
         server = Server(args.unclip, args.workdir, "--files-dir", os.path.join(args.workdir, "files"),
                         "--api-key-file", key_file, name="main")
         try:
@@ -573,11 +603,7 @@ def main():
         alone = Server(args.unclip, args.workdir, "--files-dir", os.path.join(args.workdir, "files"),
                        "--max-batch", "1", name="unbatched")
         try:
-            stats = load_round(alone.base, None, args.clients, args.per_client, args.capacity)
-            print(f"load, --max-batch 1: {json.dumps(stats)}", flush=True)
-            check("load, --max-batch 1: zero 5xx, every 2xx valid", stats["5xx"] == 0 and stats["errors"] == 0
-                  and stats["invalid_2xx"] == 0 and stats["images"] == args.clients * args.per_client)
-            FIGURES["load_unbatched"] = stats
+            served_round(alone.base, None, args, "load, --max-batch 1", "load_unbatched")
         finally:
             alone.stop()
         cli_throughput(args.unclip, args.workdir)

@@ -74,12 +74,11 @@ struct Routes: Sendable {
     // MARK: The OpenAI Images API
 
     func generations(_ request: Request, _ body: RequestBody) async throws -> Response {
-        let fields = try await json(request, body)
-        let prompt = try fields.requiredString("prompt", maxLength: ImageRequest.maxPromptLength)
-        let r = try ImageRequest(fields, models: service.modelNames)
-        let options = service.samplingOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, r) { id in
-            try await service.generate(prompt, options: options, seed: seed, job: id)
+        let q = try GenerationRequest(try await RequestFields.read(body, maxBytes: service.configuration.maxJSONBytes),
+                                      models: service.modelNames)
+        let options = service.samplingOptions(q.image), seed = q.image.seed ?? .random(in: 0...UInt64.max)
+        return try await answer(request, q.image) { id in
+            try await service.generate(q.prompt, options: options, seed: seed, job: id)
         }
     }
 
@@ -87,10 +86,9 @@ struct Routes: Sendable {
     /// `UnCLIPImageVariationPipeline`). With the extension field `eta`, the paper's instead (§3.1): the decoder
     /// latent from DDIM inversion of the image, sampled at η.
     func variations(_ request: Request, _ body: RequestBody) async throws -> Response {
-        let form = try await self.form(request, body)
-        let r = try ImageRequest(RequestFields(form: form.fields), models: service.modelNames)
-        let image = try PNGInput.decode(form.files["image"], field: "image", maxSide: service.configuration.maxInputSide).image
+        let q = try VariationRequest(try await form(request, body), models: service.modelNames, maxSide: maxSide)
         try requireImageEncoder("variations")
+        let r = q.image, image = q.input
         let options = service.samplingOptions(r), ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
         return try await answer(request, "variations", r) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
@@ -102,74 +100,39 @@ struct Routes: Sendable {
 
     /// Inpainting (RePaint): the region where the mask — `mask`'s alpha, else the image's own — is 0 is repainted.
     func edits(_ request: Request, _ body: RequestBody) async throws -> Response {
-        let form = try await self.form(request, body)
-        let fields = RequestFields(form: form.fields)
-        let maxSide = service.configuration.maxInputSide
-        let input = try PNGInput.decode(form.files["image"], field: "image", maxSide: maxSide)
-        let prompt = try fields.requiredString("prompt", maxLength: ImageRequest.maxPromptLength)
-        let r = try ImageRequest(fields, models: service.modelNames)
-        let mask: InpaintingMask
-        if let file = form.files["mask"] {
-            let m = try PNGInput.decode(file, field: "mask", maxSide: maxSide)
-            guard m.width == input.width && m.height == input.height else {
-                throw APIError.invalid("mask", "Invalid mask - the mask is \(m.width)x\(m.height) but the image is \(input.width)x\(input.height); they must be the same size.", code: "invalid_mask")
-            }
-            guard let alpha = m.alpha else {
-                throw APIError.invalid("mask", "Invalid mask - format must be in ['RGBA', 'LA'], got RGB: its fully transparent pixels mark the area to repaint.", code: "invalid_mask")
-            }
-            mask = try InpaintingMask(alpha: alpha, width: m.width, height: m.height)
-        } else {
-            guard let alpha = input.alpha else {
-                throw APIError.invalid("image", "Invalid input image - format must be in ['RGBA', 'LA', 'L'], got RGB. Without a mask, the image's transparent pixels mark the area to repaint.", code: "invalid_image_format")
-            }
-            mask = try InpaintingMask(alpha: alpha, width: input.width, height: input.height)
-        }
-        let options = service.samplingOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max), image = input.image
+        let q = try EditRequest(try await form(request, body), models: service.modelNames, maxSide: maxSide)
+        let options = service.samplingOptions(q.image), seed = q.image.seed ?? .random(in: 0...UInt64.max)
         let inpainting = service.inpaintingOptions(options)
-        return try await answer(request, "edits", r) { pipeline, progress in
+        return try await answer(request, "edits", q.image) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
-            return try pipeline.edit(image, mask: mask, prompt: prompt, options: options, inpainting: inpainting,
+            return try pipeline.edit(q.input, mask: q.mask, prompt: q.prompt, options: options, inpainting: inpainting,
                                      noise: &noise, progress: progress)
         }
     }
 
     // MARK: Extensions (not in the OpenAI API)
 
-    /// `image` → `image2` through CLIP image-embedding space (unCLIP §3.2): `n` frames (2–10, default 5), each
-    /// entry with its `theta`; `latent` `interpolated` (default) or `shared`.
+    /// `image` → `image2` through CLIP image-embedding space (unCLIP §3.2), each entry with its `theta`.
     func interpolations(_ request: Request, _ body: RequestBody) async throws -> Response {
-        let form = try await self.form(request, body)
-        let fields = RequestFields(form: form.fields)
-        let r = try ImageRequest(fields, models: service.modelNames, nRange: 2...10, defaultN: 5)
-        let maxSide = service.configuration.maxInputSide
-        let first = try PNGInput.decode(form.files["image"], field: "image", maxSide: maxSide).image
-        let second = try PNGInput.decode(form.files["image2"], field: "image2", maxSide: maxSide).image
-        let latent = try fields.choice("latent", ["interpolated": InterpolationLatent.interpolated, "shared": .shared]) ?? .interpolated
+        let q = try InterpolationRequest(try await form(request, body), models: service.modelNames, maxSide: maxSide)
         try requireImageEncoder("interpolations")
-        let ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        let thetas = (0..<r.n).map { Double($0) / Double(r.n - 1) }
-        return try await answer(request, "interpolations", r, extra: thetas.map { ["theta": $0] }) { pipeline, progress in
+        let ddim = service.ddimOptions(q.image), seed = q.image.seed ?? .random(in: 0...UInt64.max)
+        return try await answer(request, "interpolations", q.image, extra: q.thetas.map { ["theta": $0] }) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
-            return try pipeline.interpolate(first, second, frames: r.n, latent: latent, options: ddim, noise: &noise, progress: progress).images
+            return try pipeline.interpolate(q.first, q.second, frames: q.image.n, latent: q.latent, options: ddim,
+                                            noise: &noise, progress: progress).images
         }
     }
 
-    /// A text diff (unCLIP §3.3): the image's embedding turned by θ toward `to` − `from`. `theta` (0–1, default
-    /// 0.5) is the last frame's; with `n` > 1 the frames are θ·k/(n − 1), k = 0…n − 1.
+    /// A text diff (unCLIP §3.3): the image's embedding turned toward `to` − `from`, one frame per θ.
     func textDiffs(_ request: Request, _ body: RequestBody) async throws -> Response {
-        let form = try await self.form(request, body)
-        let fields = RequestFields(form: form.fields)
-        let r = try ImageRequest(fields, models: service.modelNames)
-        let image = try PNGInput.decode(form.files["image"], field: "image", maxSide: service.configuration.maxInputSide).image
-        let source = try fields.requiredString("from", maxLength: ImageRequest.maxPromptLength)
-        let target = try fields.requiredString("to", maxLength: ImageRequest.maxPromptLength)
-        let theta = Float(try fields.number("theta", in: 0...1) ?? 0.5)
+        let q = try TextDiffRequest(try await form(request, body), models: service.modelNames, maxSide: maxSide)
         try requireImageEncoder("text diffs")
-        let thetas = r.n == 1 ? [theta] : (0..<r.n).map { theta * Float($0) / Float(r.n - 1) }
-        let ddim = service.ddimOptions(r), seed = r.seed ?? .random(in: 0...UInt64.max)
-        return try await answer(request, "text-diffs", r, extra: thetas.map { ["theta": Double($0)] }) { pipeline, progress in
+        let ddim = service.ddimOptions(q.image), seed = q.image.seed ?? .random(in: 0...UInt64.max)
+        return try await answer(request, "text-diffs", q.image, extra: q.thetas.map { ["theta": Double($0)] }) { pipeline, progress in
             var noise = SeededNoise(seed: seed)
-            return try pipeline.textDiff(image, from: source, to: target, thetas: thetas, options: ddim, noise: &noise, progress: progress)
+            return try pipeline.textDiff(q.input, from: q.source, to: q.target, thetas: q.thetas, options: ddim,
+                                         noise: &noise, progress: progress)
         }
     }
 
@@ -238,15 +201,7 @@ struct Routes: Sendable {
         return "http://" + (request.head.authority ?? "\(c.host):\(c.port)")
     }
 
-    private func json(_ request: Request, _ body: RequestBody) async throws -> RequestFields {
-        let limit = service.configuration.maxJSONBytes
-        var bytes: [UInt8] = []
-        try await FormData.readChunks(body) { chunk in
-            guard bytes.count + chunk.readableBytes <= limit else { throw APIError.tooLarge(limit: limit) }
-            bytes += chunk.readableBytesView
-        }
-        return try RequestFields.parseJSON(bytes)
-    }
+    private var maxSide: Int { service.configuration.maxInputSide }
 
     private func form(_ request: Request, _ body: RequestBody) async throws -> FormData {
         try await FormData.read(body, contentType: request.headers[.contentType],

@@ -22,7 +22,7 @@ public enum Checkpoint {
     }
 
     /// Writes the checkpoint atomically.
-    static func write(_ url: URL, stage: Stage, step: Int, seed: UInt64, configJSON: String,
+    public static func write(_ url: URL, stage: Stage, step: Int, seed: UInt64, configJSON: String,
                       model: Module, ema: EMA, optimizer: AdamW) throws {
         var tensors: [String: Tensor] = [:]
         for (key, t) in model.stateDict() { tensors["model." + key] = t }
@@ -55,7 +55,7 @@ public enum Checkpoint {
     }
 
     /// Loads model, EMA and optimizer state (copies, not views of the file) and returns the metadata.
-    static func read(_ url: URL, stage: Stage, model: Module, ema: EMA, optimizer: AdamW) throws -> State {
+    public static func read(_ url: URL, stage: Stage, model: Module, ema: EMA, optimizer: AdamW) throws -> State {
         let file: SafeTensorsFile
         do { file = try SafeTensorsFile(contentsOf: url) } catch {
             throw TrainingError.checkpointMismatch(path: url.path, reason: "\(error)")
