@@ -29,20 +29,23 @@ bin="$(swift build -c release --package-path Fuzz --show-bin-path)"
 export SWIFT_BACKTRACE=enable=no  # libFuzzer reports crashes itself; the Swift backtracer would stall each one
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 fuzz_one() {
-  local t="$1" log=".build/fuzz/$1.log" args result runs cov inputs
+  local t="$1" log=".build/fuzz/$1.log" args result runs cov slowest inputs
   mkdir -p ".build/fuzz/$t"
   if [ "$replay" = 1 ]; then
     args=(-runs=0 "Fuzz/Corpus/$t")
   else
-    args=(-max_total_time=$((minutes * 60)) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+    # A hang is an input that runs 30 s: generous, because the machine may be shared (a build beside the fuzzer can
+    # hold a single input back for seconds); the slowest input's time is printed too.
+    args=(-max_total_time=$((minutes * 60)) -timeout=30 -rss_limit_mb=4096 -print_final_stats=1
           -artifact_prefix=".build/fuzz/crash-$t-" ".build/fuzz/$t" "Fuzz/Corpus/$t")
   fi
   if "$bin/$t" "${args[@]}" >"$log" 2>&1; then result=ok; else result=FAILED; fi
   runs=$(grep -oE "stat::number_of_executed_units: *[0-9]+" "$log" | grep -oE "[0-9]+$" || true)
   [ -n "$runs" ] || runs=$(grep -oE "^#[0-9]+" "$log" | tail -1 | tr -d '#' || true)
   cov=$(grep -oE "cov: [0-9]+" "$log" | tail -1 | grep -oE "[0-9]+" || true)
+  slowest=$(grep -oE "stat::slowest_unit_time_sec: *[0-9]+" "$log" | grep -oE "[0-9]+$" || true)
   inputs=$(ls "Fuzz/Corpus/$t" | wc -l)
-  echo "$t: $result, ${runs:-?} executions, coverage ${cov:-?} edges, $inputs committed inputs (log: $log)"
+  echo "$t: $result, ${runs:-?} executions, coverage ${cov:-?} edges, slowest input ${slowest:-?} s, $inputs committed inputs (log: $log)"
   if [ "$result" = FAILED ]; then grep -E "ERROR|SUMMARY|Fatal error|Test unit written" "$log" | head -5; return 1; fi
 }
 

@@ -103,8 +103,9 @@ public final class EMA {
         return dict
     }
 
-    /// Restores averaged values saved by `stateDict()` (every key, exact shapes) and the update count.
+    /// Restores averaged values saved by `stateDict()` (every key, exact shapes, finite values) and the update count.
     public func load(_ source: some WeightSource, updateCount: Int) throws {
+        guard updateCount >= 0 else { throw ModuleLoadingError.unreadable(key: "ema_updates", reason: "the update count is \(updateCount)") }
         let expected = Set(parameters.map(\.name))
         let unexpected = source.names.filter { !expected.contains($0) }
         if !unexpected.isEmpty { throw ModuleLoadingError.unexpectedKeys(unexpected, hint: "") }
@@ -115,6 +116,7 @@ public final class EMA {
             let t: Tensor
             do { t = try source.tensor(name) } catch { throw ModuleLoadingError.unreadable(key: name, reason: "\(error)") }
             guard t.shape == p.shape else { throw ModuleLoadingError.shapeMismatch(key: name, expected: p.shape, found: t.shape) }
+            if let i = t.firstNonFiniteIndex() { throw ModuleLoadingError.nonFinite(key: name, index: i, value: t.data[i]) }
             values.append(t)
         }
         for (s, t) in zip(shadow, values) { s.copyValues(from: t) }

@@ -126,7 +126,8 @@ public final class AdamW {
     /// Restores state saved by `stateTensors()`; parameters absent from `source` start fresh.
     ///
     /// Throws when a name in the source belongs to no parameter, when a moment's shape differs from its parameter's,
-    /// or when a parameter has only part of its state. Nothing changes when it throws.
+    /// when a parameter has only part of its state, when a value is not finite or a step count not a whole number.
+    /// Nothing changes when it throws.
     public func loadState(_ source: some WeightSource) throws {
         let suffixes = [".step", ".exp_avg", ".exp_avg_sq"]
         let known = Set(parameters.flatMap { p in suffixes.map { p.name + $0 } })
@@ -146,10 +147,15 @@ public final class AdamW {
                 let t: Tensor
                 do { t = try source.tensor(key) } catch { throw ModuleLoadingError.unreadable(key: key, reason: "\(error)") }
                 guard t.shape == shape else { throw ModuleLoadingError.shapeMismatch(key: key, expected: shape, found: t.shape) }
+                if let i = t.firstNonFiniteIndex() { throw ModuleLoadingError.nonFinite(key: key, index: i, value: t.data[i]) }
                 return t
             }
-            let step = try read(name + ".step", shape: [])
-            restored.append(ParameterState(step: Int(step.item), expAvg: try read(name + ".exp_avg", shape: p.shape).clone(),
+            // The step is stored as a float (the checkpoint is all f32): it must be a whole, non-negative count.
+            let step = try read(name + ".step", shape: []).item
+            guard step.isFinite, step >= 0, step <= Float(1 << 40), step.rounded() == step else {
+                throw ModuleLoadingError.unreadable(key: name + ".step", reason: "the step count is \(step), not a whole number of steps")
+            }
+            restored.append(ParameterState(step: Int(step), expAvg: try read(name + ".exp_avg", shape: p.shape).clone(),
                                            expAvgSq: try read(name + ".exp_avg_sq", shape: p.shape).clone()))
         }
         states = restored

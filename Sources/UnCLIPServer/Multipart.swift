@@ -1,6 +1,5 @@
 import Foundation
 import Hummingbird
-import MultipartKit
 
 /// A file of a multipart form.
 struct FormFile: Sendable {
@@ -13,7 +12,7 @@ struct FormData: Sendable {
     var fields: [String: String] = [:]
     var files: [String: FormFile] = [:]
 
-    /// Reads `body` through MultipartKit's streaming parser.
+    /// Reads `body` with `MultipartReader`.
     ///
     /// Nothing beyond `maxBytes` is ever held: a declared `content-length` over it is refused before reading
     /// (`check`), and a body that grows past it is refused at the chunk that crosses the limit (413). A file part of
@@ -22,30 +21,14 @@ struct FormData: Sendable {
     static func read(_ body: RequestBody, contentType: String?, contentLength: Int?, maxBytes: Int,
                      maxFileBytes: Int) async throws -> FormData {
         let boundary = try check(contentType: contentType, contentLength: contentLength, maxBytes: maxBytes)
-        let collector = Collector(maxFileBytes: maxFileBytes)
-        let parser = MultipartParser(boundary: boundary)
-        parser.onHeader = { name, value in collector.header(name, value) }
-        parser.onBody = { chunk in collector.body(&chunk) }
-        parser.onPartComplete = { collector.complete() }
-        // The closing delimiter "--boundary--" must be among the body's last bytes (an epilogue is allowed, briefly).
-        let closing = Array("--\(boundary)--".utf8)
-        var tail: [UInt8] = []
+        var reader = MultipartReader(boundary: boundary, maxFileBytes: maxFileBytes)
         var total = 0
         try await readChunks(body) { chunk in
             total += chunk.readableBytes
             if total > maxBytes { throw APIError.tooLarge(limit: maxBytes) }
-            do { try parser.execute(chunk) } catch {
-                throw APIError(.badRequest, "The multipart/form-data body could not be parsed.", code: "invalid_multipart")
-            }
-            if let error = collector.error { throw error }
-            tail.append(contentsOf: chunk.readableBytesView.suffix(closing.count + 64))
-            if tail.count > 2 * (closing.count + 64) { tail.removeFirst(tail.count - (closing.count + 64)) }
+            try reader.feed(chunk.readableBytesView)
         }
-        guard !collector.partOpen, tail.firstRange(of: closing) != nil else {
-            throw APIError(.badRequest, "The multipart/form-data body is truncated: it ends before its closing boundary.",
-                           code: "invalid_multipart")
-        }
-        return collector.form
+        return try reader.finish()
     }
 
     /// The boundary of a multipart request, after refusing a declared length over `maxBytes` (413): what can be
@@ -87,55 +70,5 @@ struct FormData: Sendable {
             if !value.isEmpty && value.count <= 200 { return value }
         }
         throw APIError(.badRequest, "The multipart/form-data content type has no boundary.", code: "invalid_content_type")
-    }
-
-    /// Gathers the parser's callbacks into fields and files.
-    private final class Collector {
-        let maxFileBytes: Int
-        var form = FormData()
-        var error: APIError?
-        var partOpen = false
-        private var name: String?
-        private var filename: String?
-        private var data: [UInt8] = []
-
-        init(maxFileBytes: Int) { self.maxFileBytes = maxFileBytes }
-
-        func header(_ field: String, _ value: String) {
-            partOpen = true
-            guard field.lowercased() == "content-disposition" else { return }
-            name = Self.parameter("name", of: value)
-            filename = Self.parameter("filename", of: value)
-        }
-
-        func body(_ chunk: inout ByteBuffer) {
-            partOpen = true
-            guard error == nil else { return }
-            data.append(contentsOf: chunk.readableBytesView)
-            if filename != nil, data.count >= maxFileBytes {
-                error = .invalid(name ?? "image", "Uploaded image must be a PNG and less than 4 MB.", code: "invalid_image")
-                data = []
-            }
-        }
-
-        func complete() {
-            defer { name = nil; filename = nil; data = []; partOpen = false }
-            guard let name, error == nil else { return }
-            if let filename {
-                form.files[name] = FormFile(filename: filename, data: data)
-            } else {
-                form.fields[name] = String(decoding: data, as: UTF8.self)
-            }
-        }
-
-        /// `name="value"` of a Content-Disposition header (quotes optional).
-        static func parameter(_ key: String, of header: String) -> String? {
-            for item in header.split(separator: ";") {
-                let pair = item.trimmingCharacters(in: .whitespaces)
-                guard pair.lowercased().hasPrefix(key + "=") else { continue }
-                return String(pair.dropFirst(key.count + 1)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-            }
-            return nil
-        }
     }
 }

@@ -51,6 +51,7 @@ public enum Checkpoint {
         guard let stage = m["stage"], let step = m["step"].flatMap({ Int($0) }), let seed = m["seed"].flatMap({ UInt64($0) }) else {
             throw TrainingError.checkpointMismatch(path: path, reason: "the metadata lacks stage, step or seed")
         }
+        guard step >= 0 else { throw TrainingError.checkpointMismatch(path: path, reason: "its step is \(step)") }
         return State(stage: stage, step: step, seed: seed, configJSON: m["config"] ?? "")
     }
 
