@@ -6,7 +6,8 @@
   FuzzRequest         a valid body for every job route (JSON and multipart with small PNGs) and some near misses;
   FuzzArguments       every `unclip ...` command line the docs show, as NUL-separated argument lists.
 
-FuzzCheckpoint writes its own (`FuzzCheckpoint --write-seeds DIR`: it needs the trainer's checkpoint writer).
+FuzzCheckpoint writes its own (`FuzzCheckpoint --write-seeds DIR`: it needs the trainer's checkpoint writer); this
+script adds the checkpoint inputs that once crashed, made from those seeds, and the request that once crashed.
 Run from the repository root: python3 Fuzz/make-seeds.py. Seeds are named by their content's hash, as libFuzzer does.
 """
 import hashlib
@@ -101,6 +102,31 @@ def request_seeds():
         content_type, body = multipart(fields, files)
         request(route, content_type, body)
         request(route, content_type, body, chunking=2)
+    # Found by FuzzRequest: MultipartKit 4.7.1 trapped on a header name with a byte >= 0x80 (docs/reliability.md).
+    content_type, body = multipart({"n": "1"}, {"image": rgb})
+    request("variations", content_type, body.replace(b"Content-Disposition", b"Cont\xc3\xa9nt-Disposition", 1))
+
+
+def checkpoint_regressions():
+    """Found by FuzzCheckpoint: AdamW's step stored as NaN, infinity or 1.5 trapped converting it to an integer.
+    Made from the committed checkpoint seed (`FuzzCheckpoint --write-seeds`) by overwriting its `.step` values."""
+    folder = CORPUS / "FuzzCheckpoint"
+    def header(data):
+        length = struct.unpack("<Q", data[:8])[0]
+        return length, json.loads(data[8:8 + length])
+    seeds = [f.read_bytes() for f in sorted(folder.iterdir())]
+    data = next((d for d in seeds if header(d)[1].get("__metadata__", {}).get("stage") == "prior"
+                 and any(k.endswith(".step") for k in header(d)[1])), None)
+    if data is None:
+        return
+    length, header = header(data)
+    for value in (float("nan"), float("inf"), 1.5, -2.0):
+        patched = bytearray(data)
+        for key, entry in header.items():
+            if key.endswith(".step"):
+                start = 8 + length + entry["data_offsets"][0]
+                patched[start:start + 4] = struct.pack("<f", value)
+        save("FuzzCheckpoint", bytes(patched))
 
 
 def argument_seeds():
@@ -121,5 +147,6 @@ if __name__ == "__main__":
     model_seeds()
     request_seeds()
     argument_seeds()
-    for target in ("FuzzModelDirectory", "FuzzRequest", "FuzzArguments"):
+    checkpoint_regressions()
+    for target in ("FuzzModelDirectory", "FuzzRequest", "FuzzArguments", "FuzzCheckpoint"):
         print(target, len(list((CORPUS / target).iterdir())), "seeds")
