@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import UnCLIPModels
 
 /// The PNGs behind `url` responses: files `<id>.png` in a directory, kept for a lifetime and under a byte cap.
 ///
@@ -14,7 +14,7 @@ public final class FileStore: Sendable {
     /// The bytes written since the last sweep plus what that sweep found, so most saves need no directory scan.
     /// A save renames its file into place and counts it under this lock, and a sweep holds it throughout, so
     /// concurrent saves are never lost from the count (the cap holds under concurrent writes).
-    private let state = Mutex<(bytes: Int, lastSweep: Date)>((0, .distantPast))
+    private let state = Locked<(bytes: Int, lastSweep: Date)>((0, .distantPast))
 
     public init(directory: URL, lifetime: TimeInterval = 3600, byteLimit: Int = 1 << 30) throws {
         self.directory = directory

@@ -17,7 +17,7 @@ public final class ImageService: Sendable {
     let metrics = ServerMetrics()
     let web: WebAssets
     /// Recent seconds per job (moving average), for `retry-after`.
-    private let jobSeconds = Mutex(1.0)
+    private let jobSeconds = Locked(1.0)
     private let finished = Atomic(0)
     /// Jobs ended so far, however they ended.
     var jobsFinished: Int { finished.load(ordering: .relaxed) }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import UnCLIPModels
 
 /// Progress of running and recent jobs, for the web page (`GET /v1/jobs/{id}`, polled while a request runs).
@@ -33,7 +32,7 @@ public final class JobBoard: Sendable {
         }
     }
 
-    private let jobs = Mutex<[String: Job]>([:])
+    private let jobs = Locked<[String: Job]>([:])
     let capacity: Int
     static let retention: TimeInterval = 600
 

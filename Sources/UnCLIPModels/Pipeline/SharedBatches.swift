@@ -1,4 +1,3 @@
-import Synchronization
 import UnCLIPImage
 import UnCLIPNN
 
@@ -10,7 +9,7 @@ final class BatchMember: Sendable {
     /// The caller's settings with one image per prompt (the prompts are repeated instead).
     let options: SamplingOptions
     let progress: (@Sendable (PipelineProgress) -> Void)?
-    private let state = Mutex<(cancelled: Bool, result: Result<[RGBImage], any Error>?)>((false, nil))
+    private let state = Locked<(cancelled: Bool, result: Result<[RGBImage], any Error>?)>((false, nil))
 
     init(prompts: [String], options: SamplingOptions, seed: UInt64, progress: (@Sendable (PipelineProgress) -> Void)?) {
         self.prompts = prompts.flatMap { Array(repeating: $0, count: options.imagesPerPrompt) }
@@ -31,7 +30,7 @@ final class BatchMember: Sendable {
 
 /// Callers admitted and waiting for the model, in arrival order, from which a leader takes its batch.
 struct BatchQueue: ~Copyable {
-    private let members = Mutex<[BatchMember]>([])
+    private let members = Locked<[BatchMember]>([])
 
     func append(_ member: BatchMember) { members.withLock { $0.append(member) } }
 

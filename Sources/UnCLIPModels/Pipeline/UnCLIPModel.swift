@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import UnCLIPImage
 
 /// The model is at capacity: `UnCLIPModel.maxWaiting` callers are already waiting (a server answers 429).
@@ -22,12 +21,12 @@ public struct ModelBusy: Error, CustomStringConvertible {
 public actor UnCLIPModel {
     private let pipeline: UnCLIPPipeline
     private let executor: ModelExecutor
-    private let admitted = Mutex(0)
+    private let admitted = Locked(0)
     /// Admitted callers whose turn on the model has not ended yet. Unlike `admitted`, it is counted down on the
     /// model's own thread as each turn ends, so the last turn knows it is the last.
-    private let turnsLeft = Mutex(0)
+    private let turnsLeft = Locked(0)
     private let waitingGenerations = BatchQueue()
-    private let batchCounts = Mutex((batches: 0, images: 0))
+    private let batchCounts = Locked((batches: 0, images: 0))
 
     /// How many callers may wait behind the running job.
     public nonisolated let maxWaiting: Int
