@@ -16,8 +16,11 @@ with no exceptions: a leak there is exit status 23 and a failed test.
 
   check-leaks.py LOG   prints what it found; exit 0 when nothing is the project's
 """
+import pathlib
 import re
 import sys
+
+SOURCES = str(pathlib.Path(__file__).resolve().parents[2] / "Sources") + "/"  # this checkout's own code
 
 log = open(sys.argv[1], errors="replace").read()
 reports = [m.start() for m in re.finditer(r"==\d+==ERROR: LeakSanitizer: detected memory leaks", log)]
@@ -34,7 +37,7 @@ for start in reports:
         head = record.split("\n", 1)[0]
         size = int(re.search(r"of (\d+) byte", head).group(1))
         count = int(re.search(r"in (\d+) object", head).group(1))
-        project = [line.strip() for line in record.split("\n") if "/Sources/" in line and "/checkouts/" not in line]
+        project = [line.strip() for line in record.split("\n") if SOURCES in line]
         if head.startswith("Direct") or project:
             failed += 1
             print("leaks: the project's?\n" + "\n".join(record.split("\n")[:16]))
