@@ -88,7 +88,7 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPImage"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPShapesWorldTests", dependencies: ["UnCLIPShapesWorld", "UnCLIPImage", "UnCLIPTensor"]),
         .testTarget(name: "UnCLIPTrainingTests", dependencies: ["UnCLIPTraining", "UnCLIPShapesWorld"]),
-        .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation", "UnCLIPShapesModel"]),
+        .testTarget(name: "UnCLIPEvaluationTests", dependencies: ["UnCLIPEvaluation", "UnCLIPShapesModel", "UnCLIPShapesWorld"], exclude: ["Fixtures"]),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["UnCLIPCLI", "UnCLIPImage", "UnCLIPTraining"]),
         .testTarget(name: "UnCLIPServerTests", dependencies: [
             "UnCLIPServer", "UnCLIPModels", "UnCLIPImage", "UnCLIPShapesModel",

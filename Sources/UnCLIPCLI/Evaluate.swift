@@ -22,14 +22,22 @@ struct Evaluate: ParsableCommand {
             the two colours or the two shapes swapped. --task inpainting: renders of "a red circle to the left of a \
             blue square" with the right half repainted toward "a red circle to the left of a green triangle" \
             (`unclip edit`, its RePaint options below): whole-caption accuracy of the edit, mean difference of the \
-            unmasked half from the input, time per edit.
+            unmasked half from the input, time per edit. \
+            --task priors: the paper's §5 comparison of priors on the same prompts and noise: the diffusion prior, \
+            the diffusion prior keeping the better of two samples (z_i · z_t, the paper's trick) and the \
+            autoregressive prior (the model's ar_prior). --task ablation: "why the prior matters" (Figure 3): the same \
+            decoder given no image embedding (the caption only), the caption's CLIP text embedding, or the prior's \
+            image embedding; --grid draws the three rows for the first prompts. Both report whole-caption accuracy, \
+            FD-CLIP (the Fréchet distance of the project's CLIP image features to those of held-out renders: \
+            Inception weights for FID cannot be had here), precision and recall (k = 3), spread and speed, each \
+            with a standard error.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
-        case captions, inversion, textdiff, relations, inpainting
+        case captions, inversion, textdiff, relations, inpainting, priors, ablation
     }
 
-    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), or inpainting.")
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), inpainting, priors (diffusion / best of two / autoregressive) or ablation (caption only / text embedding / prior).")
     var task: Task = .captions
 
     @Option(help: "Cases for --task inversion / textdiff / inpainting.")
@@ -64,6 +72,12 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Classifier-free guidance scale of the decoder (default: the model's).")
     var decoderGuidance: Float?
 
+    @Option(help: ArgumentHelp("The prior of --task captions: diffusion or ar (the model's autoregressive prior).", valueName: "diffusion|ar"))
+    var prior: PriorKind = .diffusion
+
+    @Option(help: "Embeddings the prior draws per image, keeping the one closest to the caption (--task captions; the paper's trick: 2).")
+    var priorCandidates = 1
+
     @Flag(help: "Print every image's verdict and the objects the parser found (--task textdiff / inpainting: every case).")
     var verbose = false
 
@@ -74,6 +88,9 @@ struct Evaluate: ParsableCommand {
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1 (got \(prompts))") }
         guard n >= 1 else { throw ValidationError("-n must be at least 1 (got \(n))") }
         guard cases >= 1 else { throw ValidationError("--cases must be at least 1 (got \(cases))") }
+        guard (1...SamplingOptions.maxPriorCandidates).contains(priorCandidates) else {
+            throw ValidationError("--prior-candidates must be in 1 … \(SamplingOptions.maxPriorCandidates) (got \(priorCandidates))")
+        }
     }
 
     func run() throws {
@@ -82,6 +99,9 @@ struct Evaluate: ParsableCommand {
         let ddim = inversion.options(eta: 0)
         switch task {
         case .captions: break
+        case .priors, .ablation:
+            try comparePaperConditions(pipeline)
+            return
         case .inversion:
             let world = ShapesWorld(seed: promptSeed)
             let images = (0..<cases).map { ShapesWorld.render(world.scene(at: $0)) }
@@ -116,6 +136,16 @@ struct Evaluate: ParsableCommand {
             print(report)
             return
         }
+        let c = configuration(pipeline)
+        let bar = ProgressBar("evaluate", total: prompts)
+        let o = c.sampling
+        print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")
+        let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
+        print(report)
+    }
+
+    /// The caption evaluation's settings from the options.
+    func configuration(_ pipeline: UnCLIPPipeline) -> ShapesEvaluationConfiguration {
         var c = ShapesEvaluationConfiguration()
         c.promptCount = prompts
         c.imagesPerPrompt = n
@@ -125,13 +155,50 @@ struct Evaluate: ParsableCommand {
         c.sampling = pipeline.defaultOptions
         if let priorGuidance { c.sampling.priorGuidance = priorGuidance }
         if let decoderGuidance { c.sampling.decoderGuidance = decoderGuidance }
+        if task == .captions {
+            c.sampling.prior = prior
+            c.sampling.priorCandidates = priorCandidates
+        }
         if verbose { c.log = { print($0) } }
-        c.groundTruthEmbeddings = groundTruthEmbeddings
-        let bar = ProgressBar("evaluate", total: prompts)
-        let o = c.sampling
+        if groundTruthEmbeddings { c.embeddings = .groundTruth }
+        return c
+    }
+
+    /// --task priors / ablation: the paper's conditions side by side on the same prompts and noise.
+    func comparePaperConditions(_ pipeline: UnCLIPPipeline) throws {
+        var base = configuration(pipeline)
+        base.gridURL = nil
+        var conditions: [(String, ShapesEvaluationConfiguration)] = []
+        let title: String
+        if task == .priors {
+            guard pipeline.hasAutoregressivePrior else {
+                throw ValidationError("--task priors: \(pipeline.name) has no autoregressive prior (ar_prior); train one with `unclip train ar-prior --out DIR`")
+            }
+            title = "priors (paper §5, Table 1: AR prior against diffusion prior)"
+            var best2 = base, ar = base
+            best2.sampling.priorCandidates = 2
+            ar.sampling.prior = .autoregressive
+            conditions = [("diffusion", base), ("diffusion, best of 2", best2), ("autoregressive", ar)]
+        } else {
+            title = "ablation (paper §5.1, Figure 3: what the decoder is given as z_i)"
+            var none = base, text = base
+            none.embeddings = .none
+            text.embeddings = .textEmbedding
+            conditions = [("caption only", none), ("text embedding", text), ("prior embedding", base)]
+        }
+        let o = base.sampling
         print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")
-        let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
-        print(report)
+        var bars: [String: ProgressBar] = [:]
+        let comparison = try compareConditions(pipeline: pipeline, title: title, conditions: conditions) { label, done, total in
+            let bar = bars[label] ?? ProgressBar(label, total: total)
+            bars[label] = bar
+            bar.update(done)
+        }
+        print(comparison)
+        if let grid {
+            try conditionGrid(comparison).writePNG(to: URL(fileURLWithPath: grid))
+            print("wrote \(grid)")
+        }
     }
 }
 

@@ -38,7 +38,8 @@ struct Inspect: ParsableCommand {
                         "num_layers", "attention_head_dim", "embedding_dim", "block_out_channels", "layers_per_block",
                         "sample_size", "in_channels", "out_channels", "cross_attention_dim", "resnet_time_scale_shift",
                         "add_attention", "clip_embeddings_dim", "time_embed_dim", "variance_type", "prediction_type",
-                        "clip_sample_range", "model_max_length", "pad_token", "image_size", "patch_size"]
+                        "clip_sample_range", "model_max_length", "pad_token", "image_size", "patch_size",
+                        "num_components", "num_buckets", "explained_variance"]
             let parts = keys.compactMap { k -> String? in
                 guard let v = object[k] else { return nil }
                 let text = (v as? [Any]).map { "(" + $0.map { "\($0)" }.joined(separator: ", ") + ")" } ?? "\(v)"

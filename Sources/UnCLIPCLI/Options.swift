@@ -79,9 +79,18 @@ struct PriorArguments: ParsableArguments {
     @Option(help: "Classifier-free guidance scale of the prior (default: the model's; diffusers' 4, the embedded model's 2).")
     var priorGuidance: Float?
 
+    @Option(help: ArgumentHelp("Which prior draws the CLIP image embedding: diffusion (the model's prior) or ar (the paper's autoregressive prior, the model's ar_prior).", valueName: "diffusion|ar"))
+    var prior: PriorKind = .diffusion
+
+    @Option(help: "Embeddings the prior draws per image, keeping the one closest to the caption's CLIP text embedding (the paper's trick for the diffusion prior: 2).")
+    var priorCandidates = 1
+
     func validate() throws {
         try validateSteps(priorSteps, "--prior-steps")
         try validateGuidance(priorGuidance, "--prior-guidance")
+        guard (1...SamplingOptions.maxPriorCandidates).contains(priorCandidates) else {
+            throw ValidationError("--prior-candidates must be in 1 … \(SamplingOptions.maxPriorCandidates) (got \(priorCandidates))")
+        }
     }
 
     /// `options` with the settings given here, the prior's steps checked against its scheduler.
@@ -89,10 +98,17 @@ struct PriorArguments: ParsableArguments {
         var o = options
         if let priorSteps { o.priorSteps = priorSteps }
         if let priorGuidance { o.priorGuidance = priorGuidance }
+        o.prior = prior
+        o.priorCandidates = priorCandidates
+        if prior == .autoregressive && pipeline.hasPrior && !pipeline.hasAutoregressivePrior {
+            throw ValidationError("--prior ar: \(pipeline.name) has no autoregressive prior (no ar_prior folder); train one with `unclip train ar-prior --out DIR`")
+        }
         if pipeline.hasPrior { try checkSteps(o.priorSteps, "--prior-steps", scheduler: "prior_scheduler", in: pipeline) }
         return o
     }
 }
+
+extension PriorKind: ExpressibleByArgument {}
 
 /// Every unCLIP model trains on 1000 timesteps, so no sampler takes more steps; the model's own count is checked
 /// again once its directory is read (`checkSteps`).

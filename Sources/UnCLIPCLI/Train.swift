@@ -84,7 +84,7 @@ struct Train: ParsableCommand {
             into OUT/checkpoints/STAGE/ with a loss log (loss.jsonl), and continues exactly with --resume. Ctrl-C \
             writes a checkpoint before exiting. `unclip train all --out DIR` runs every stage in order.
             """,
-        subcommands: [All.self, Tokenizer.self, CLIP.self, Prior.self, Decoder.self, SuperRes.self])
+        subcommands: [All.self, Tokenizer.self, CLIP.self, Prior.self, AutoregressivePrior.self, Decoder.self, SuperRes.self])
 
     static func finish(_ outcomes: [TrainingOutcome]) throws {
         for o in outcomes {
@@ -153,6 +153,28 @@ struct Train: ParsableCommand {
         func run() throws {
             TrainingInterrupt.install()
             let c = try args.load(PriorTrainingConfiguration.self, stage: .prior) ?? PriorTrainingConfiguration()
+            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+        }
+    }
+
+    struct AutoregressivePrior: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: Stage.autoregressivePrior.key.replacingOccurrences(of: "_", with: "-"),
+            abstract: "Train the paper's autoregressive prior beside the diffusion prior (needs the CLIP stage's output).",
+            discussion: """
+                Fits PCA to the CLIP image embeddings (the components holding 99 % of the variance), quantises each \
+                coordinate into 1024 buckets and trains a causal Transformer to predict them in order from the \
+                caption, its CLIP text embedding and the quantised z_i · z_t. Writes OUT/ar_prior, which \
+                `unclip generate --prior ar` uses; diffusers ignores the folder. Settings (--config, or the "ar_prior" \
+                section of a train-all file): training, heads, head_dim, layers, caption_dropout, variance_kept, \
+                buckets, code_samples, precision.
+                """,
+            aliases: ["ar_prior"])
+        @OptionGroup var args: TrainingArguments
+
+        func run() throws {
+            TrainingInterrupt.install()
+            let c = try args.load(AutoregressivePriorTrainingConfiguration.self, stage: .autoregressivePrior) ?? AutoregressivePriorTrainingConfiguration()
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }

@@ -12,15 +12,37 @@ public struct ShapesEvaluationConfiguration: Sendable {
     /// Seed of the sampling noise.
     public var noiseSeed: UInt64 = 1
     public var sampling = SamplingOptions()
-    /// Skip the prior: decode the CLIP image embedding of each prompt's own ground-truth render (with its caption), so
-    /// the scores measure the decoder and super-resolution alone; the gap to the full pipeline is the prior's share.
-    public var groundTruthEmbeddings = false
+    /// What the decoder is given as the CLIP image embedding (the prior's, by default).
+    public var embeddings = ImageEmbeddingSource.prior
     /// Where to write a labelled sample grid (first prompts), if anywhere.
     public var gridURL: URL?
     /// Called with one line per image (caption, verdict, detected objects), if set.
     public var log: (@Sendable (String) -> Void)?
 
     public init() {}
+}
+
+/// The CLIP image embedding the decoder gets in an evaluation: the paper's "why the prior matters" conditions (§5.1,
+/// Figure 3) and the decoder measured alone.
+public enum ImageEmbeddingSource: String, Sendable, CaseIterable {
+    /// The prior's sample from the caption (the full unCLIP pipeline).
+    case prior
+    /// The CLIP image embedding of each prompt's own ground-truth render: the scores measure the decoder and
+    /// super-resolution alone; the gap to the full pipeline is the prior's share.
+    case groundTruth = "ground-truth"
+    /// None: a zero embedding, the condition the decoder's 10 % embedding dropout trains (the caption alone).
+    case none
+    /// The caption's CLIP text embedding in place of an image embedding.
+    case textEmbedding = "text-embedding"
+}
+
+/// One prompt's outcome: its object count, images drawn right, and the spread of its images.
+public struct PromptOutcome: Sendable {
+    public var objects: Int
+    public var correct: Int
+    public var images: Int
+    public var positionSpread: Double?
+    public var sizeSpread: Double?
 }
 
 /// What `unclip evaluate` measures.
@@ -37,6 +59,21 @@ public struct ShapesEvaluationReport: Sendable, CustomStringConvertible {
     public var secondsPerImage = 0.0
     public var prompts = 0
     public var images = 0
+    /// Per prompt, in order (for standard errors over prompts).
+    public var outcomes: [PromptOutcome] = []
+    /// The CLIP image embedding of every generated image, in order (for FD-CLIP and precision / recall).
+    public var features: [[Float]] = []
+    /// The first prompts' captions and images (for figures).
+    public var samples: [(caption: String, images: [RGBImage])] = []
+
+    /// Whole-caption accuracy over the prompts with `objects` objects, with its standard error across prompts.
+    public func wholeCaption(objects: Int) -> Estimate {
+        meanOverPrompts(outcomes.filter { $0.objects == objects }.map { Double($0.correct) / Double(max($0.images, 1)) })
+    }
+
+    /// Mean position / size spread across a prompt's images, with its standard error across prompts.
+    public var positionSpread: Estimate { meanOverPrompts(outcomes.compactMap(\.positionSpread)) }
+    public var sizeSpread: Estimate { meanOverPrompts(outcomes.compactMap(\.sizeSpread)) }
 
     public var description: String {
         func pct(_ x: Double) -> String { String(format: "%5.1f %%", 100 * x) }
@@ -71,10 +108,18 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
     for p in 0..<c.promptCount {
         let scene = world.scene(at: p), caption = scene.caption
         let start = Date()
-        let batch = c.groundTruthEmbeddings
-            ? try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)]),
-                                    options: options, noise: &noise)
-            : try pipeline.generate(prompts: [caption], options: options, noise: &noise)
+        let batch: Tensor
+        switch c.embeddings {
+        case .prior: batch = try pipeline.generate(prompts: [caption], options: options, noise: &noise)
+        case .groundTruth:
+            batch = try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)]),
+                                          options: options, noise: &noise)
+        case .none:
+            let e = try pipeline.textEmbeddings(of: [caption]).shape[1]
+            batch = try pipeline.generate(prompts: [caption], imageEmbeddings: Tensor.zeros([1, e]), options: options, noise: &noise)
+        case .textEmbedding:
+            batch = try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.textEmbeddings(of: [caption]), options: options, noise: &noise)
+        }
         seconds += Date().timeIntervalSince(start)
         let images = UnCLIPPipeline.images(from: batch)
         let expected = try CaptionParser.parse(caption)
@@ -87,11 +132,16 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
         }
         let diversity = try ShapesDiversity.measure(images, caption: caption, parser: parser)
         if diversity.objects > 0 { spreads.append((diversity.positionSpread, diversity.sizeSpread)) }
+        report.outcomes.append(PromptOutcome(objects: expected.objects.count, correct: verdicts.filter { $0 }.count, images: images.count,
+                                             positionSpread: diversity.objects > 0 ? diversity.positionSpread : nil,
+                                             sizeSpread: diversity.objects > 0 ? diversity.sizeSpread : nil))
         if hasCLIPImage {
             let imageEmbeds = try pipeline.imageEmbeddings(of: images)
             let textEmbeds = try pipeline.textEmbeddings(of: [caption])
             for i in 0..<images.count { clipScores.append(100 * cosineSimilarity(textEmbeds, row: 0, imageEmbeds, row: i)) }
+            report.features += imageEmbeds.rowArrays()
         }
+        if report.samples.count < 4 { report.samples.append((caption, images)) }
         if gridRows.count < 6 {
             // One row per prompt: the caption above, the parser's verdict under each image.
             gridRows.append(RGBImage.labelledGrid(Array(images.prefix(4)), labels: verdicts.prefix(4).map { $0 ? "ok" : "WRONG" },
@@ -110,5 +160,13 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
         try RGBImage.grid(gridRows, columns: 1, padding: 0).writePNG(to: url)
     }
     return report
+}
+
+/// The mean of per-prompt values with its standard error (sample standard deviation / √n).
+func meanOverPrompts(_ x: [Double]) -> Estimate {
+    guard !x.isEmpty else { return Estimate(0, standardError: 0) }
+    let n = Double(x.count), mean = x.reduce(0, +) / n
+    let variance = x.count > 1 ? x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1) : 0
+    return Estimate(mean, standardError: (variance / n).squareRoot())
 }
 

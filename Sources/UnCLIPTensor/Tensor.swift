@@ -79,6 +79,13 @@ public final class Tensor: CustomStringConvertible {
     /// The elements in row-major order.
     public func toArray() -> [Float] { Array(UnsafeBufferPointer(start: data, count: count)) }
 
+    /// The rows of a [N, D] tensor as N arrays of D elements.
+    public func rowArrays() -> [[Float]] {
+        precondition(rank == 2, "rowArrays of a tensor with shape \(shape)")
+        let d = shape[1]
+        return (0..<shape[0]).map { Array(UnsafeBufferPointer(start: data + $0 * d, count: d)) }
+    }
+
     /// The single element of a one-element tensor.
     public var item: Float {
         precondition(count == 1, "item of a tensor with shape \(shape)")

@@ -29,6 +29,8 @@ public enum ComponentWriter {
         ("feature_extractor", "transformers", "CLIPImageProcessor"),
         ("image_encoder", "transformers", "CLIPVisionModelWithProjection"),
         ("prior", "diffusers", "PriorTransformer"),
+        // The paper's autoregressive prior (this project's class; diffusers' UnCLIPPipeline ignores the entry).
+        ("ar_prior", "unclip", "AutoregressivePriorTransformer"),
         ("prior_scheduler", "diffusers", "UnCLIPScheduler"),
         ("super_res_first", "diffusers", "UNet2DModel"),
         ("super_res_last", "diffusers", "UNet2DModel"),

@@ -83,6 +83,25 @@ final class CLITests: XCTestCase {
         XCTAssertThrowsError(try run(["generate", "x", "--model", "/nonexistent/model"])) {
             XCTAssertTrue("\($0)".contains("/nonexistent/model"))
         }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--prior-candidates", "0"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("--prior-candidates"))
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--prior", "gan"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("--prior"))
+        }
+        // A model without an autoregressive prior says so and how to get one, before any weights load.
+        let tiny = Self.parity.appendingPathComponent("tiny_diffusers")
+        XCTAssertThrowsError(try run(["generate", "x", "--model", tiny.path, "--prior", "ar", "-o", temporaryFile("x.png").path, "--quiet"])) {
+            XCTAssertTrue("\($0)".contains("train ar-prior"), "\($0)")
+        }
+    }
+
+    func testGenerateWithTheEmbeddedModelsAutoregressivePriorAndTheTwoSampleTrick() throws {
+        for extra in [["--prior", "ar"], ["--prior-candidates", "2"]] {
+            let out = temporaryFile("ar.png")
+            try run(["generate", "a red circle", "--decoder-steps", "5", "--super-res-steps", "2", "-o", out.path, "--quiet"] + extra)
+            XCTAssertEqual(try RGBImage(contentsOf: out).width, 128, "\(extra)")
+        }
     }
 
     func testInspectAndDataShapes() throws {

@@ -40,6 +40,25 @@ final class EmbeddedModelTests: XCTestCase {
         _ = try dir.loadTextProj(); _ = try dir.loadSuperRes("super_res_first")
     }
 
+    /// The shipped autoregressive prior (the paper's §2.1) draws the caption it is given, and diffusers' layout is kept:
+    /// `prior` stays the diffusion prior.
+    func testTheAutoregressivePriorDrawsTheCaption() throws {
+        let pipeline = try pipeline()
+        XCTAssertTrue(pipeline.hasAutoregressivePrior)
+        let dir = try XCTUnwrap(pipeline.directory)
+        XCTAssertEqual(dir.className(of: "prior"), "PriorTransformer")
+        let ar = try dir.loadAutoregressivePrior()
+        XCTAssertEqual(ar.config.embeddingDim, 128)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(ar.config.explainedVariance), 0.99)
+        var o = Self.options
+        o.prior = .autoregressive
+        o.imagesPerPrompt = 4
+        var noise = SeededNoise(seed: 3)
+        let images = UnCLIPPipeline.images(from: try pipeline.generate(prompts: ["a red circle"], options: o, noise: &noise))
+        let right = try images.filter { try CaptionCheck.evaluate(caption: "a red circle", image: $0, parser: ShapesParser()).correct }.count
+        XCTAssertGreaterThanOrEqual(right, 3, "the autoregressive prior drew \(right) of 4 red circles")
+    }
+
     func testDrawsTheReferenceImage() throws {
         let pipeline = try pipeline()
         let image = try draw(pipeline)

@@ -73,7 +73,7 @@ final class ManipulationBarTests: XCTestCase {
         var c = ShapesEvaluationConfiguration()
         c.promptCount = 3
         c.imagesPerPrompt = 1
-        c.groundTruthEmbeddings = true
+        c.embeddings = .groundTruth
         let p = try pipeline()
         c.sampling = p.defaultOptions
         let report = try evaluateShapes(pipeline: p, configuration: c)

@@ -201,6 +201,48 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(scheduler.config.clipSampleRange, 5)
     }
 
+    func testAutoregressivePriorLossFallsAndItSamplesInAPipeline() throws {
+        let out = try copyOfCLIPFolder("ar_prior")
+        var c = AutoregressivePriorTrainingConfiguration()
+        c.heads = 2; c.headDim = 16; c.layers = 1; c.codeSamples = 16; c.buckets = 64
+        overfit(&c.training, steps: 30, lr: 2e-3)
+        c.captionDropout = 0
+        XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
+        assertLossFalls(try losses(out, stage: .autoregressivePrior), by: 0.8)
+        let directory = try PipelineDirectory(out)
+        XCTAssertEqual(directory.className(of: "ar_prior"), "AutoregressivePriorTransformer")
+        let model = try directory.loadAutoregressivePrior()
+        XCTAssertEqual(model.config.numBuckets, 64)
+        XCTAssertEqual(model.config.numEmbeddings, 24)
+        XCTAssertLessThanOrEqual(model.config.numComponents, 16, "at most as many components as fitted samples")
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(model.config.explainedVariance), 0.99)
+        // The code came from the data: unit axes, ranges that hold every training embedding.
+        let q = model.quantizer
+        for axis in q.components { XCTAssertEqual(axis.reduce(0) { $0 + $1 * $1 }, 1, accuracy: 1e-4) }
+        XCTAssertTrue(zip(q.low, q.high).allSatisfy { $0 < $1 })
+        // The stage samples an embedding of CLIP's width from a caption, the same one for the same seed.
+        let prior = try directory.loadPriorStage("ar_prior")
+        let tokenizer = try directory.loadTokenizer(), encoder = try directory.loadTextEncoder()
+        let batch = tokenizer(["a red circle"], padToLength: tokenizer.modelMaxLength)
+        let encoded = withNoGrad { encoder(batch.ids) }
+        let text = TextConditioning(promptEmbeds: encoded.textEmbeds, hiddenStates: encoded.lastHiddenState, mask: batch.mask)
+        var options = SamplingOptions()
+        options.priorGuidance = 1; options.decoderGuidance = 1
+        var n1 = SeededNoise(seed: 4), n2 = SeededNoise(seed: 4)
+        let a = try withNoGrad { try prior.sample(text, batch: 1, options: options, noise: &n1, observer: RunObserver()) }
+        let b = try withNoGrad { try prior.sample(text, batch: 1, options: options, noise: &n2, observer: RunObserver()) }
+        XCTAssertEqual(a.shape, [1, encoded.textEmbeds.shape[1]])
+        XCTAssertEqual(a.toArray(), b.toArray())
+        XCTAssertTrue(a.toArray().allSatisfy(\.isFinite))
+        // Impossible settings are refused before any work, naming the setting.
+        var bad = c
+        bad.varianceKept = 0
+        XCTAssertThrowsError(try bad.run(dataset: eight, out: out)) { XCTAssertTrue("\($0)".contains("variance_kept"), "\($0)") }
+        XCTAssertThrowsError(try JSONDecoder().decode(AutoregressivePriorTrainingConfiguration.self, from: Data(#"{"bucket": 3}"#.utf8))) {
+            XCTAssertTrue("\($0)".contains("bucket"), "\($0)")
+        }
+    }
+
     func testDecoderLossFalls() throws {
         let out = try copyOfCLIPFolder("decoder")
         var c = TrainAllConfiguration.smokeTest.decoder

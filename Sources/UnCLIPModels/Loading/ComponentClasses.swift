@@ -16,7 +16,7 @@ public enum ComponentRole: String, Sendable, CaseIterable {
         case "text_encoder": self = .textEncoder
         case "image_encoder": self = .imageEncoder
         case "feature_extractor": self = .imageProcessor
-        case "prior": self = .prior
+        case "prior", "ar_prior": self = .prior
         case "text_proj": self = .textProj
         case "decoder": self = .decoder
         default:
@@ -34,7 +34,7 @@ public enum ComponentRole: String, Sendable, CaseIterable {
         case .textEncoder: return ["CLIPTextModelWithProjection"]
         case .imageEncoder: return ["CLIPVisionModelWithProjection"]
         case .imageProcessor: return ["CLIPImageProcessor", "CLIPFeatureExtractor"]
-        case .prior: return ["PriorTransformer"]
+        case .prior: return ["PriorTransformer", "AutoregressivePriorTransformer"]
         case .textProj: return ["UnCLIPTextProjModel"]
         case .decoder: return ["UNet2DConditionModel"]
         case .upsampler: return ["UNet2DModel"]
@@ -43,7 +43,7 @@ public enum ComponentRole: String, Sendable, CaseIterable {
     }
 
     /// The component names `init(component:)` accepts, for messages.
-    public static let componentNames = "tokenizer, text_encoder, image_encoder, feature_extractor, prior, text_proj, decoder, "
+    public static let componentNames = "tokenizer, text_encoder, image_encoder, feature_extractor, prior, ar_prior, text_proj, decoder, "
         + "super_res_first, super_res_last, super_res_N_first, super_res_N_last and *_scheduler"
 
     /// The pipeline classes (`model_index.json`'s own `_class_name`) this project runs.

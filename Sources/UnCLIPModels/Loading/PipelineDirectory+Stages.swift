@@ -11,13 +11,16 @@ extension PipelineDirectory {
         return cls
     }
 
-    /// The prior stage, by the prior's class.
-    public func loadPriorStage(variant: String? = nil) throws -> any UnCLIPPrior {
-        switch try classOf("prior") {
+    /// The prior stage in `component` (`prior`, or `ar_prior` beside it), by its class: a `PriorTransformer` with its
+    /// `{component}_scheduler`, or an `AutoregressivePriorTransformer`.
+    public func loadPriorStage(_ component: String = "prior", variant: String? = nil) throws -> any UnCLIPPrior {
+        switch try classOf(component) {
         case "PriorTransformer":
-            return DiffusionPrior(prior: try loadPrior(variant: variant), scheduler: try loadScheduler("prior_scheduler"))
+            return DiffusionPrior(prior: try loadPrior(component, variant: variant), scheduler: try loadScheduler("\(component)_scheduler"))
+        case "AutoregressivePriorTransformer":
+            return AutoregressivePrior(model: try loadAutoregressivePrior(component, variant: variant))
         case let other:
-            throw PipelineLoadError.unknownClass(path: url.path, component: "prior", className: other, known: ComponentRole.prior.classes)
+            throw PipelineLoadError.unknownClass(path: url.path, component: component, className: other, known: ComponentRole.prior.classes)
         }
     }
 

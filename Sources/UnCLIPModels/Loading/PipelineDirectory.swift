@@ -163,8 +163,12 @@ public struct PipelineDirectory: Sendable {
         }
     }
 
-    public func loadPrior(variant: String? = nil) throws -> PriorTransformer {
-        try load("prior", variant: variant) { try PriorTransformer(try loadConfig(PriorTransformerConfig.self, from: $0)) }
+    public func loadPrior(_ component: String = "prior", variant: String? = nil) throws -> PriorTransformer {
+        try load(component, variant: variant) { try PriorTransformer(try loadConfig(PriorTransformerConfig.self, from: $0)) }
+    }
+
+    public func loadAutoregressivePrior(_ component: String = "ar_prior", variant: String? = nil) throws -> AutoregressivePriorTransformer {
+        try load(component, variant: variant) { try AutoregressivePriorTransformer(try loadConfig(AutoregressivePriorConfig.self, from: $0)) }
     }
 
     public func loadTextProj(variant: String? = nil) throws -> UnCLIPTextProjModel {

@@ -2,6 +2,9 @@
 /// seeded noise streams and recorded noise files (`prior.K`, `decoder.K`, `super_res.K`) are keyed by.
 public enum Stage: Hashable, Sendable, CustomStringConvertible {
     case tokenizer, clip, prior, decoder
+    /// The paper's autoregressive prior (`unclip train ar-prior`); it samples as the prior stage (`prior`'s noise
+    /// stream and progress), so this case names its training.
+    case autoregressivePrior
     /// Upsampler `k` of the cascade, 0 first (Karlo's 64 → 256, the embedded model's 32 → 128; the paper has two).
     case superResolution(Int)
     /// DDIM inversion of the decoder (progress only: it draws no noise).
@@ -18,6 +21,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case .clip: return "clip"
         case .prior: return "prior"
         case .decoder: return "decoder"
+        case .autoregressivePrior: return "ar_prior"
         case .superResolution(let k): return k == 0 ? "super_res" : "super_res_\(k + 1)"
         case .inversion: return "inversion"
         }
@@ -34,6 +38,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case "clip": self = .clip
         case "prior": self = .prior
         case "decoder": self = .decoder
+        case "ar_prior": self = .autoregressivePrior
         case "super_res": self = .superResolution(0)
         case "inversion": self = .inversion
         default:
@@ -46,6 +51,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .superResolution(let k): return k == 0 ? "super-resolution" : "super-resolution \(k + 1)"
+        case .autoregressivePrior: return "autoregressive prior"
         default: return key
         }
     }
@@ -59,6 +65,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case .inversion: return 3
         case .tokenizer: return 1 << 32
         case .clip: return 1 << 32 + 1
+        case .autoregressivePrior: return 1 << 32 + 2
         }
     }
 }

@@ -13,8 +13,16 @@ public struct SamplingOptions: Equatable, Sendable {
     public var priorGuidance: Float = 4.0
     /// Classifier-free guidance scale of the decoder (applied to ε).
     public var decoderGuidance: Float = 8.0
+    /// Which prior draws the CLIP image embedding: the diffusion prior (`prior`) or the autoregressive one (`ar_prior`).
+    public var prior: PriorKind = .diffusion
+    /// Embeddings the prior draws per image, keeping the one with the highest cosine z_i · z_t: the paper's trick for
+    /// its diffusion prior is 2 (§2.1). 1 draws once.
+    public var priorCandidates = 1
 
     public init() {}
+
+    /// The most candidates per image the prior may be asked to draw.
+    public static let maxPriorCandidates = 16
 
     /// The most images one call draws: each costs the decoder's and the upsamplers' activations at once, so a
     /// larger batch is split by the caller instead of failing on one huge allocation.
@@ -35,7 +43,20 @@ public struct SamplingOptions: Equatable, Sendable {
                   "guidance scales must be finite numbers ≥ 0 (got prior \(priorGuidance), decoder \(decoderGuidance))")
         try check(imagesPerPrompt <= Self.maxImagesPerPrompt, "images per prompt must be at most \(Self.maxImagesPerPrompt) (got \(imagesPerPrompt))")
         try check(max(priorSteps, decoderSteps, superResSteps) <= Self.maxSteps, "steps must be at most \(Self.maxSteps)")
+        try check((1...Self.maxPriorCandidates).contains(priorCandidates),
+                  "prior candidates must be in 1 … \(Self.maxPriorCandidates) (got \(priorCandidates))")
     }
+}
+
+/// The two priors of the paper (§2.1).
+public enum PriorKind: String, Sendable, CaseIterable {
+    /// The diffusion prior (`prior`, diffusers' `PriorTransformer`).
+    case diffusion
+    /// The autoregressive prior over quantised PCA coordinates (`ar_prior`, `AutoregressivePriorTransformer`).
+    case autoregressive = "ar"
+
+    /// Its component folder in a pipeline directory.
+    public var component: String { self == .diffusion ? "prior" : "ar_prior" }
 }
 
 /// A model's own sampling settings: the contents of `unclip_defaults.json` in its pipeline directory. The keys are
@@ -149,6 +170,12 @@ public struct TextConditioning {
     public var promptEmbeds: Tensor
     public var hiddenStates: Tensor
     public var mask: [[Int]]
+
+    public init(promptEmbeds: Tensor, hiddenStates: Tensor, mask: [[Int]]) {
+        self.promptEmbeds = promptEmbeds
+        self.hiddenStates = hiddenStates
+        self.mask = mask
+    }
 }
 
 /// The loaded (or loadable) components of an unCLIP pipeline, for building one in code.
@@ -157,6 +184,8 @@ public struct UnCLIPComponents {
     public var textEncoder: Component<CLIPTextModelWithProjection>
     /// nil for an image-variation pipeline.
     public var prior: Component<any UnCLIPPrior>?
+    /// The autoregressive prior beside it (`ar_prior`), when the model has one.
+    public var autoregressivePrior: Component<any UnCLIPPrior>?
     public var decoder: Component<UnCLIPDecoder>
     /// The decoder's UNet configuration (its sample size and channels are needed before it loads).
     public var decoderConfig: UNet2DConditionConfig
@@ -170,11 +199,13 @@ public struct UnCLIPComponents {
 
     /// Components given in code, all in memory.
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModelWithProjection, prior: (any UnCLIPPrior)?,
+                autoregressivePrior: (any UnCLIPPrior)? = nil,
                 decoder: UnCLIPDecoder, upsamplers: [Upsampler], imageEncoder: CLIPVisionModelWithProjection? = nil,
                 imageProcessor: CLIPImageProcessor = CLIPImageProcessor(), defaults: SamplingOptions = SamplingOptions()) {
         self.tokenizer = tokenizer
         self.textEncoder = Component(textEncoder, name: "text_encoder")
         self.prior = prior.map { Component($0, name: "prior") }
+        self.autoregressivePrior = autoregressivePrior.map { Component($0, name: "ar_prior") }
         self.decoder = Component(decoder, name: "decoder")
         decoderConfig = decoder.unet.config
         self.upsamplers = upsamplers
@@ -189,6 +220,8 @@ public struct UnCLIPComponents {
         tokenizer = try directory.loadTokenizer()
         textEncoder = Component(name: "text_encoder") { try directory.loadTextEncoder(variant: variant) }
         prior = directory.has("prior") ? Component(name: "prior") { try directory.loadPriorStage(variant: variant) } : nil
+        autoregressivePrior = directory.has("ar_prior")
+            ? Component(name: "ar_prior") { try directory.loadPriorStage("ar_prior", variant: variant) } : nil
         decoder = Component(name: "decoder") { try directory.loadDecoderStage(variant: variant) }
         do {
             decoderConfig = try loadConfig(UNet2DConditionConfig.self, from: try directory.file("decoder", "config.json"))
@@ -242,6 +275,8 @@ public final class UnCLIPPipeline {
     public var name: String { directory?.url.path ?? "the pipeline" }
     /// Whether it has a prior (text-to-image) or not (image variations only).
     public var hasPrior: Bool { components.prior != nil }
+    /// Whether it has the paper's autoregressive prior (`ar_prior`) beside the diffusion prior.
+    public var hasAutoregressivePrior: Bool { components.autoregressivePrior != nil }
     /// Whether it has a CLIP image encoder (variations of images, manipulations).
     public var hasImageEncoder: Bool { components.imageEncoder != nil }
     /// The number of upsampler stages after the decoder.
@@ -273,7 +308,7 @@ public final class UnCLIPPipeline {
 
     func releaseComponents() {
         let c = components
-        c.textEncoder.release(); c.prior?.release(); c.decoder.release(); c.imageEncoder?.release()
+        c.textEncoder.release(); c.prior?.release(); c.autoregressivePrior?.release(); c.decoder.release(); c.imageEncoder?.release()
         for u in c.upsamplers { u.first.release(); u.last?.release() }
         memory.trim(to: 0)
     }
@@ -315,14 +350,45 @@ public final class UnCLIPPipeline {
 
     // MARK: Stages
 
-    /// The prior: text conditioning → CLIP image embeddings [B, E] (raw CLIP space).
+    /// The prior `options.prior`: text conditioning → CLIP image embeddings [B, E] (raw CLIP space).
+    ///
+    /// With `options.priorCandidates` > 1 it draws that many embeddings per image, one after the other from the
+    /// stage's noise stream (the first is the embedding a single draw gives), and keeps for each image the one with
+    /// the highest cosine to the caption's CLIP text embedding (paper §2.1).
     public func runPrior(_ text: TextConditioning, batch b: Int, options: SamplingOptions, noise: inout some NoiseSource,
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        guard let prior = components.prior else {
+        guard hasPrior else {
             throw PipelineArgumentError("\(name) has no prior: it is an image-variation pipeline; use `vary`")
         }
+        guard let prior = options.prior == .diffusion ? components.prior : components.autoregressivePrior else {
+            throw PipelineArgumentError("\(name) has no autoregressive prior (no ar_prior folder): train one with `unclip train ar-prior --out DIR`, or use the diffusion prior")
+        }
+        let candidates = options.priorCandidates
         return try inference {
-            try with(prior) { try $0.sample(text, batch: b, options: options, noise: &noise, observer: observer(progress)) }
+            try with(prior) { prior in
+                // One progress bar over all candidates.
+                func observer(candidate j: Int) -> RunObserver {
+                    RunObserver(trace: trace, progress: progress.map { report in
+                        { p in report(PipelineProgress(stage: p.stage, step: j * p.stepCount + p.step, stepCount: candidates * p.stepCount)) }
+                    })
+                }
+                var best = try prior.sample(text, batch: b, options: options, noise: &noise, observer: observer(candidate: 0))
+                guard candidates > 1 else { return best }
+                // z_t: the conditional rows of the text embeddings (the last b under guidance).
+                let zt = text.promptEmbeds.sliced(axis: 0, (text.promptEmbeds.shape[0] - b)..<text.promptEmbeds.shape[0])
+                var scores = (0..<b).map { cosineSimilarity(best, row: $0, zt, row: $0) }
+                for j in 1..<candidates {
+                    let candidate = try prior.sample(text, batch: b, options: options, noise: &noise, observer: observer(candidate: j))
+                    let rows = (0..<b).map { r -> Int in
+                        let s = cosineSimilarity(candidate, row: r, zt, row: r)
+                        if s > scores[r] { scores[r] = s; return b + r }
+                        return r
+                    }
+                    best = Tensor.concat([best, candidate], axis: 0).gatherRows(rows)
+                }
+                emit("image_embeddings.best_of_\(candidates)", best)
+                return best
+            }
         }
     }
 
