@@ -91,7 +91,7 @@ public func conditionGrid(_ comparison: ConditionComparison, prompts: Int = 3, i
         for r in comparison.results {
             let row = Array(r.report.samples[p].images.prefix(imagesPerRow))
             images += row
-            labels += row.indices.map { $0 == 0 ? r.label : "" }
+            labels += row.map { _ in r.label }  // under every image: a row's label is never read as the next row's
         }
         blocks.append(RGBImage.labelledGrid(images, labels: labels, columns: imagesPerRow, padding: 4, title: caption))
     }
