@@ -5,6 +5,8 @@ import UnCLIPEvaluation
 import UnCLIPImage
 import UnCLIPShapesWorld
 
+extension DecoderKind: ExpressibleByArgument {}
+
 /// `unclip evaluate`: caption fidelity, diversity and CLIP score on ShapesWorld prompts.
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,14 +32,21 @@ struct Evaluate: ParsableCommand {
             image embedding; --grid draws the three rows for the first prompts. Both report whole-caption accuracy, \
             FD-CLIP (the Fréchet distance of the project's CLIP image features to those of held-out renders: \
             Inception weights for FID cannot be had here), precision and recall (k = 3), spread and speed, each \
-            with a standard error.
+            with a standard error. \
+            --task guidance: the paper's Figures 9 and 10: unCLIP's decoder and the GLIDE-style baseline \
+            (glide_decoder, `unclip train decoder --conditioning caption`) at each decoder guidance scale of \
+            --scales, the same metrics; --figures DIR writes the line charts of the metrics against the scale and \
+            a 4 × 4 grid per scale and decoder of the first prompt. --task binding: the paper's Figure 15: the CLIP \
+            image embeddings of two-object renders decoded (with an empty caption, as the variation pipeline does, \
+            and with the caption), each reconstruction's objects matched to the render's by position: how often \
+            the two colours or the two shapes swap; --grid draws the first renders and their reconstructions.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
-        case captions, inversion, textdiff, relations, inpainting, priors, ablation
+        case captions, inversion, textdiff, relations, inpainting, priors, ablation, guidance, binding
     }
 
-    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), inpainting, priors (diffusion / best of two / autoregressive) or ablation (caption only / text embedding / prior).")
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), inpainting, priors (diffusion / best of two / autoregressive), ablation (caption only / text embedding / prior), guidance (unCLIP against the GLIDE-style decoder across decoder guidance scales) or binding (attribute swaps in reconstructions).")
     var task: Task = .captions
 
     @Option(help: "Cases for --task inversion / textdiff / inpainting.")
@@ -81,6 +90,18 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Print every image's verdict and the objects the parser found (--task textdiff / inpainting: every case).")
     var verbose = false
 
+    @Option(help: ArgumentHelp("The decoder of --task captions: unclip, or glide (the model's caption-only baseline, glide_decoder; no prior runs).", valueName: "unclip|glide"))
+    var decoder: DecoderKind = .unclip
+
+    @Option(help: ArgumentHelp("The rows of --task ablation, comma-separated from none (the decoder's learned null embedding: the caption only), text-embedding, prior.", valueName: "list"))
+    var rows = "none,text-embedding,prior"
+
+    @Option(help: ArgumentHelp("Decoder guidance scales of --task guidance, comma-separated.", valueName: "list"))
+    var scales = "1,2,3,4,6,8"
+
+    @Option(help: ArgumentHelp("--task guidance: write the charts (guidance-chart.png) and the 4 × 4 grids (guidance-grids.png and one per decoder and scale) into this directory.", valueName: "dir"))
+    var figures: String?
+
     @Flag(help: "Skip the prior: decode the CLIP image embedding of each prompt's ground-truth render (measures the decoder alone).")
     var groundTruthEmbeddings = false
 
@@ -91,6 +112,48 @@ struct Evaluate: ParsableCommand {
         guard (1...SamplingOptions.maxPriorCandidates).contains(priorCandidates) else {
             throw ValidationError("--prior-candidates must be in 1 … \(SamplingOptions.maxPriorCandidates) (got \(priorCandidates))")
         }
+        _ = try guidanceScales()
+        _ = try ablationRows()
+        if decoder == .glide && (prior != .diffusion || priorCandidates != 1) {
+            throw ValidationError("--decoder glide runs no prior: --prior and --prior-candidates do not apply")
+        }
+        if decoder == .glide && groundTruthEmbeddings {
+            throw ValidationError("--decoder glide takes no image embedding: --ground-truth-embeddings does not apply")
+        }
+        if let figures {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: figures, isDirectory: &isDirectory), !isDirectory.boolValue {
+                throw ValidationError("--figures \(figures) is a file; give a directory (it is created if missing)")
+            }
+        }
+    }
+
+    /// --rows parsed.
+    func ablationRows() throws -> [ImageEmbeddingSource] {
+        let names = rows.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let sources = try names.map { name -> ImageEmbeddingSource in
+            guard let s = ImageEmbeddingSource(rawValue: name), s != .groundTruth else {
+                throw ValidationError("--rows: '\(name)' is not an ablation row; give some of none, text-embedding, prior")
+            }
+            return s
+        }
+        guard !sources.isEmpty, Set(sources).count == sources.count else { throw ValidationError("--rows: give each of none, text-embedding, prior at most once, at least one") }
+        return sources
+    }
+
+    /// --scales parsed: finite, ≥ 0, distinct, at most 16.
+    func guidanceScales() throws -> [Float] {
+        let parts = scales.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        var values: [Float] = []
+        for p in parts {
+            guard let v = Float(p), v.isFinite, v >= 0 else {
+                throw ValidationError("--scales: '\(p)' is not a guidance scale (a finite number ≥ 0); give e.g. 1,2,3,4,6,8")
+            }
+            guard !values.contains(v) else { throw ValidationError("--scales: \(p) appears twice") }
+            values.append(v)
+        }
+        guard (1...16).contains(values.count) else { throw ValidationError("--scales: give 1 … 16 scales (got \(values.count))") }
+        return values
     }
 
     func run() throws {
@@ -101,6 +164,12 @@ struct Evaluate: ParsableCommand {
         case .captions: break
         case .priors, .ablation:
             try comparePaperConditions(pipeline)
+            return
+        case .guidance:
+            try sweepGuidance(pipeline)
+            return
+        case .binding:
+            try measureBinding(pipeline)
             return
         case .inversion:
             let world = ShapesWorld(seed: promptSeed)
@@ -139,7 +208,13 @@ struct Evaluate: ParsableCommand {
         let c = configuration(pipeline)
         let bar = ProgressBar("evaluate", total: prompts)
         let o = c.sampling
-        print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")
+        if decoder == .glide && !pipeline.hasBaselineDecoder {
+            throw ValidationError("--decoder glide: \(pipeline.name) has no GLIDE-style decoder (no glide_decoder folder); train one with `unclip train decoder --out DIR --conditioning caption`")
+        }
+        if prior == .autoregressive && !pipeline.hasAutoregressivePrior {
+            throw ValidationError("--prior ar: \(pipeline.name) has no autoregressive prior (no ar_prior folder); train one with `unclip train ar-prior --out DIR`")
+        }
+        print(samplingLine(o))
         let report = try evaluateShapes(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) }
         print(report)
     }
@@ -158,6 +233,7 @@ struct Evaluate: ParsableCommand {
         if task == .captions {
             c.sampling.prior = prior
             c.sampling.priorCandidates = priorCandidates
+            c.sampling.decoder = decoder
         }
         if verbose { c.log = { print($0) } }
         if groundTruthEmbeddings { c.embeddings = .groundTruth }
@@ -181,13 +257,14 @@ struct Evaluate: ParsableCommand {
             conditions = [("diffusion", base), ("diffusion, best of 2", best2), ("autoregressive", ar)]
         } else {
             title = "ablation (paper §5.1, Figure 3: what the decoder is given as z_i)"
-            var none = base, text = base
-            none.embeddings = .none
-            text.embeddings = .textEmbedding
-            conditions = [("caption only", none), ("text embedding", text), ("prior embedding", base)]
+            let labels: [ImageEmbeddingSource: String] = [.none: "caption only", .textEmbedding: "text embedding", .prior: "prior embedding"]
+            for source in try ablationRows() {
+                var c = base
+                c.embeddings = source
+                conditions.append((labels[source]!, c))
+            }
         }
-        let o = base.sampling
-        print("sampling: prior \(o.priorSteps) steps, guidance \(o.priorGuidance); decoder \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps")
+        print(samplingLine(base.sampling))
         var bars: [String: ProgressBar] = [:]
         let comparison = try compareConditions(pipeline: pipeline, title: title, conditions: conditions) { label, done, total in
             let bar = bars[label] ?? ProgressBar(label, total: total)
@@ -197,6 +274,78 @@ struct Evaluate: ParsableCommand {
         print(comparison)
         if let grid {
             try conditionGrid(comparison).writePNG(to: URL(fileURLWithPath: grid))
+            print("wrote \(grid)")
+        }
+    }
+}
+
+extension Evaluate {
+    /// The settings line every task prints first.
+    func samplingLine(_ o: SamplingOptions) -> String {
+        let priorPart = o.decoder == .glide ? "no prior (GLIDE-style decoder)"
+            : "prior \(o.prior == .autoregressive ? "autoregressive" : "diffusion, \(o.priorSteps) steps"), guidance \(o.priorGuidance)\(o.priorCandidates > 1 ? ", best of \(o.priorCandidates)" : "")"
+        return "sampling: \(priorPart); decoder \(o.decoder == .glide ? "GLIDE-style" : "unCLIP"), \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps"
+    }
+
+    /// --task guidance: both decoders at every scale, then the figures.
+    func sweepGuidance(_ pipeline: UnCLIPPipeline) throws {
+        guard pipeline.hasBaselineDecoder else {
+            throw ValidationError("--task guidance: \(pipeline.name) has no GLIDE-style decoder (no glide_decoder folder); train one with `unclip train decoder --out DIR --conditioning caption`")
+        }
+        let scales = try guidanceScales()
+        var base = configuration(pipeline)
+        base.gridURL = nil
+        let figureDir = try figures.map { path -> URL in
+            let url = URL(fileURLWithPath: path)
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+            return url
+        }
+        print(samplingLine(base.sampling) + "; decoder guidance swept over \(scales.map { String(format: "%g", $0) }.joined(separator: ", "))")
+        var bars: [String: ProgressBar] = [:]
+        let sweep = try guidanceSweep(pipeline: pipeline, base: base, scales: scales, decoders: [.unclip, .glide]) { label, done, total in
+            let bar = bars[label] ?? ProgressBar(label, total: total)
+            bars[label] = bar
+            bar.update(done)
+        }
+        print(sweep.comparison)
+        guard let figureDir else { return }
+        let chart = figureDir.appendingPathComponent("guidance-chart.png")
+        try sweep.charts().writePNG(to: chart)
+        print("wrote \(chart.path)")
+        // Figure 9: the first prompt, 16 images per scale and decoder, the same noise everywhere.
+        let caption = ShapesWorld(seed: promptSeed).scene(at: 0).caption
+        var rows: [RGBImage] = []
+        for d in [DecoderKind.unclip, .glide] {
+            var row: [RGBImage] = []
+            for s in scales {
+                let grid = try guidanceGrid(pipeline: pipeline, caption: caption, decoder: d, scale: s, sampling: base.sampling, noiseSeed: seed)
+                let file = figureDir.appendingPathComponent("guidance-\(d.rawValue)-\(String(format: "%g", s)).png")
+                try grid.writePNG(to: file)
+                row.append(grid.resized(width: grid.width / 2, height: grid.height / 2))
+            }
+            rows.append(RGBImage.grid(row, columns: row.count, padding: 6))
+        }
+        let overview = RGBImage.labelledGrid(rows, labels: rows.map { _ in "" }, columns: 1, padding: 6, title: "\"\(caption)\" at each decoder guidance scale (top: unCLIP, bottom: GLIDE-style)")
+        let grids = figureDir.appendingPathComponent("guidance-grids.png")
+        try overview.writePNG(to: grids)
+        print("wrote \(grids.path) and one grid per decoder and scale")
+    }
+
+    /// --task binding: reconstructions of two-object renders, without and with the caption.
+    func measureBinding(_ pipeline: UnCLIPPipeline) throws {
+        var sampling = pipeline.defaultOptions
+        if let decoderGuidance { sampling.decoderGuidance = decoderGuidance }
+        print("sampling: decoder \(sampling.decoderSteps) steps, guidance \(sampling.decoderGuidance); super-resolution \(sampling.superResSteps) steps; \(prompts) two-object renders of the prompt world × \(n)")
+        var reports: [BindingReconstructionReport] = []
+        for captioned in [false, true] {
+            let bar = ProgressBar(captioned ? "with caption" : "no caption", total: prompts)
+            reports.append(try evaluateBindingReconstruction(pipeline: pipeline, scenes: prompts, imagesPerScene: n, captioned: captioned,
+                                                             promptSeed: promptSeed, noiseSeed: seed, sampling: sampling) { done, _ in bar.update(done) })
+        }
+        reports.forEach { print($0) }
+        if let grid {
+            let image = RGBImage.grid(reports.map { bindingReconstructionGrid($0) }, columns: 1, padding: 8)
+            try image.writePNG(to: URL(fileURLWithPath: grid))
             print("wrote \(grid)")
         }
     }

@@ -24,10 +24,23 @@ struct Generate: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output PNG (with -n > 1: a grid, plus numbered files beside it).")
     var output = "unclip.png"
 
+    @Option(help: ArgumentHelp("Which decoder draws: unclip (the CLIP image embedding from the prior, and the caption) or glide (the model's GLIDE-style baseline, glide_decoder: the caption alone; no prior runs).", valueName: "unclip|glide"))
+    var decoder: DecoderKind = .unclip
+
+    func validate() throws {
+        if decoder == .glide && (prior.prior != .diffusion || prior.priorCandidates != 1 || prior.priorGuidance != nil || prior.priorSteps != nil) {
+            throw ValidationError("--decoder glide runs no prior: the prior options (--prior, --prior-candidates, --prior-guidance, --prior-steps) do not apply")
+        }
+    }
+
     func run() throws {
         try OutputPlan.images(at: output, count: sampling.n).check(inputs: [sampling.noise])
         let pipeline = try model.pipeline()
-        let options = try prior.applied(to: try sampling.options(for: pipeline), in: pipeline)
+        var options = try prior.applied(to: try sampling.options(for: pipeline), in: pipeline)
+        options.decoder = decoder
+        if decoder == .glide && !pipeline.hasBaselineDecoder {
+            throw ValidationError("--decoder glide: \(pipeline.name) has no GLIDE-style decoder (no glide_decoder folder); train one with `unclip train decoder --out DIR --conditioning caption`")
+        }
         var noise = try sampling.noiseSource()
         let progress = StageProgress(quiet: sampling.quiet)
         let start = Date()

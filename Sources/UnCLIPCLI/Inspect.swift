@@ -15,9 +15,10 @@ struct Inspect: ParsableCommand {
         let dir = try PipelineDirectory(URL(fileURLWithPath: directory))
         print("\(dir.url.path): \(dir.pipelineClass)")
         var total = 0
+        let width = max(20, dir.components.keys.map(\.count).max() ?? 0)
         for name in dir.components.keys.sorted() {
             let (library, cls) = dir.components[name]!
-            var line = "  \(name.padding(toLength: 20, withPad: " ", startingAt: 0)) \(library).\(cls)"
+            var line = "  \(name.padding(toLength: width, withPad: " ", startingAt: 0)) \(library).\(cls)"
             if let summary = summary(dir, name) { line += "  [\(summary)]" }
             if let weights = try? dir.weights(name) {
                 let count = weights.names.reduce(0) { $0 + (weights.shape(of: $1)?.reduce(1, *) ?? 0) }

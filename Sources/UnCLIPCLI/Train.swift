@@ -180,12 +180,27 @@ struct Train: ParsableCommand {
     }
 
     struct Decoder: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Train the decoder and text_proj (needs the CLIP stage's output).")
+        static let configuration = CommandConfiguration(
+            abstract: "Train the decoder and text_proj (needs the CLIP stage's output).",
+            discussion: """
+                --conditioning caption trains the paper's GLIDE-style baseline instead: the same UNet, text_proj and \
+                schedule conditioned on the caption alone (caption dropout 20 % unless the config sets it), written as \
+                OUT/glide_decoder, glide_text_proj and glide_decoder_scheduler beside the unCLIP decoder; \
+                `unclip generate --decoder glide` draws with it and `unclip evaluate --task guidance` compares the two.
+                """)
         @OptionGroup var args: TrainingArguments
+        @Option(help: ArgumentHelp("What the decoder is conditioned on (overrides the config's \"conditioning\").", valueName: "image_embedding|caption"))
+        var conditioning: DecoderTrainingConfiguration.Conditioning?
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(DecoderTrainingConfiguration.self, stage: .decoder) ?? DecoderTrainingConfiguration()
+            var c = try args.load(DecoderTrainingConfiguration.self, stage: .decoder) ?? DecoderTrainingConfiguration()
+            if let conditioning, conditioning != c.conditioning {
+                // The caption dropout follows the conditioning's default unless the config gave one.
+                let defaultDropout = { (k: DecoderTrainingConfiguration.Conditioning) -> Float in k == .caption ? 0.2 : 0.5 }
+                if c.captionDropout == defaultDropout(c.conditioning) { c.captionDropout = defaultDropout(conditioning) }
+                c.conditioning = conditioning
+            }
             try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
         }
     }
@@ -202,3 +217,5 @@ struct Train: ParsableCommand {
         }
     }
 }
+
+extension DecoderTrainingConfiguration.Conditioning: ExpressibleByArgument {}

@@ -67,6 +67,9 @@ public func compareConditions(pipeline: UnCLIPPipeline, title: String, condition
     guard pipeline.hasImageEncoder else {
         throw PipelineArgumentError("\(pipeline.name) has no image_encoder: FD-CLIP and precision / recall need the CLIP image encoder")
     }
+    for (label, c) in conditions where c.promptCount * c.imagesPerPrompt <= 3 {
+        throw PipelineArgumentError("\(label): \(c.promptCount) prompts × \(c.imagesPerPrompt) images is too few: precision and recall (k = 3) need at least 4 images per condition")
+    }
     let reference = try referenceFeatures(pipeline: pipeline, promptSeed: first.promptSeed, count: first.promptCount * first.imagesPerPrompt)
     var results: [ConditionResult] = []
     for (label, configuration) in conditions {
@@ -96,4 +99,83 @@ public func conditionGrid(_ comparison: ConditionComparison, prompts: Int = 3, i
         blocks.append(RGBImage.labelledGrid(images, labels: labels, columns: imagesPerRow, padding: 4, title: caption))
     }
     return RGBImage.grid(blocks, columns: 1, padding: 8)
+}
+
+// MARK: Guidance (paper §5.2, Figures 9 and 10)
+
+/// The decoder guidance sweep: unCLIP's decoder and the GLIDE-style baseline at each scale, on the same prompts and
+/// noise.
+public struct GuidanceSweep: Sendable {
+    public var scales: [Float]
+    public var decoders: [DecoderKind]
+    /// One condition per (decoder, scale), labelled by `label(_:scale:)`.
+    public var comparison: ConditionComparison
+
+    /// "unCLIP, guidance 3" / "GLIDE-style, guidance 3".
+    public static func label(_ decoder: DecoderKind, scale: Float) -> String {
+        "\(name(of: decoder)), guidance \(String(format: "%g", scale))"
+    }
+
+    public static func name(of decoder: DecoderKind) -> String { decoder == .unclip ? "unCLIP" : "GLIDE-style" }
+
+    public func result(_ decoder: DecoderKind, scale: Float) -> ConditionResult? { comparison[Self.label(decoder, scale: scale)] }
+
+    /// The paper's Figure 10 made for ShapesWorld: caption accuracy (fidelity), recall and position spread
+    /// (diversity) and FD-CLIP against the guidance scale, one line per decoder, ± one standard error.
+    public func charts() -> RGBImage {
+        func chart(_ title: String, _ y: String, _ value: (ConditionResult) -> Estimate, range: ClosedRange<Double>? = nil) -> RGBImage {
+            let series = decoders.enumerated().map { k, d in
+                LineChart.Series(name: Self.name(of: d), color: LineChart.palette[k % LineChart.palette.count],
+                                 points: scales.compactMap { s in result(d, scale: s).map { r in
+                                     let e = value(r)
+                                     return LineChart.Point(x: Double(s), y: e.value, error: e.standardError)
+                                 } })
+            }
+            return LineChart(title: title, xLabel: "decoder guidance scale", yLabel: y, series: series,
+                             xTicks: scales.map(Double.init), yRange: range).render()
+        }
+        func percent(_ e: Estimate) -> Estimate { Estimate(100 * e.value, standardError: 100 * e.standardError) }
+        return RGBImage.grid([
+            chart("fidelity: whole-caption accuracy", "% of images", { percent($0.report.wholeCaption()) }),
+            chart("diversity: recall (k = 3)", "% of held-out renders", { percent($0.recall) }),
+            chart("diversity: object centres' spread", "px (RMS, 128-px canvas)", { $0.report.positionSpread }),
+            chart("FD-CLIP (lower is better)", "Frechet distance", { $0.frechetDistance }),
+        ], columns: 2, padding: 8)
+    }
+}
+
+/// Evaluates each decoder at each decoder guidance scale on the prompts of `base` (its prior settings for unCLIP;
+/// the baseline runs no prior).
+public func guidanceSweep(pipeline: UnCLIPPipeline, base: ShapesEvaluationConfiguration, scales: [Float],
+                          decoders: [DecoderKind], progress: ((String, Int, Int) -> Void)? = nil) throws -> GuidanceSweep {
+    guard !scales.isEmpty, !decoders.isEmpty else { throw PipelineArgumentError("a guidance sweep needs at least one scale and one decoder") }
+    if decoders.contains(.glide) && !pipeline.hasBaselineDecoder {
+        throw PipelineArgumentError("\(pipeline.name) has no GLIDE-style decoder (glide_decoder): train one with `unclip train decoder --out DIR --conditioning caption`")
+    }
+    var conditions: [(String, ShapesEvaluationConfiguration)] = []
+    for d in decoders {
+        for s in scales {
+            var c = base
+            c.sampling.decoder = d
+            c.sampling.decoderGuidance = s
+            conditions.append((GuidanceSweep.label(d, scale: s), c))
+        }
+    }
+    let comparison = try compareConditions(pipeline: pipeline, title: "decoder guidance (paper §5.2, Figures 9 and 10: unCLIP against a GLIDE-style decoder)",
+                                           conditions: conditions, progress: progress)
+    return GuidanceSweep(scales: scales, decoders: decoders, comparison: comparison)
+}
+
+/// The paper's Figure 9 for one caption: a 4 × 4 grid of `decoder`'s images at decoder guidance `scale` (the same
+/// noise seed for every scale and decoder).
+public func guidanceGrid(pipeline: UnCLIPPipeline, caption: String, decoder: DecoderKind, scale: Float, sampling: SamplingOptions,
+                         noiseSeed: UInt64, side: Int = 4) throws -> RGBImage {
+    var options = sampling
+    options.decoder = decoder
+    options.decoderGuidance = scale
+    options.imagesPerPrompt = side * side
+    var noise = SeededNoise(seed: noiseSeed)
+    let images = UnCLIPPipeline.images(from: try pipeline.generate(prompts: [caption], options: options, noise: &noise))
+    return RGBImage.labelledGrid(images, labels: images.map { _ in "" }, columns: side, padding: 2,
+                                 title: GuidanceSweep.label(decoder, scale: scale))
 }

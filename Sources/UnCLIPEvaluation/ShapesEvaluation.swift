@@ -30,7 +30,8 @@ public enum ImageEmbeddingSource: String, Sendable, CaseIterable {
     /// The CLIP image embedding of each prompt's own ground-truth render: the scores measure the decoder and
     /// super-resolution alone; the gap to the full pipeline is the prior's share.
     case groundTruth = "ground-truth"
-    /// None: a zero embedding, the condition the decoder's 10 % embedding dropout trains (the caption alone).
+    /// None: the decoder's learned null embedding (text_proj's `learned_classifier_free_guidance_embeddings`), what
+    /// its 10 % embedding dropout puts in the embedding's place in training (the caption alone).
     case none
     /// The caption's CLIP text embedding in place of an image embedding.
     case textEmbedding = "text-embedding"
@@ -69,6 +70,11 @@ public struct ShapesEvaluationReport: Sendable, CustomStringConvertible {
     /// Whole-caption accuracy over the prompts with `objects` objects, with its standard error across prompts.
     public func wholeCaption(objects: Int) -> Estimate {
         meanOverPrompts(outcomes.filter { $0.objects == objects }.map { Double($0.correct) / Double(max($0.images, 1)) })
+    }
+
+    /// Whole-caption accuracy over all prompts, with its standard error across prompts.
+    public func wholeCaption() -> Estimate {
+        meanOverPrompts(outcomes.map { Double($0.correct) / Double(max($0.images, 1)) })
     }
 
     /// Mean position / size spread across a prompt's images, with its standard error across prompts.
@@ -115,8 +121,7 @@ public func evaluateShapes(pipeline: UnCLIPPipeline, configuration c: ShapesEval
             batch = try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.imageEmbeddings(of: [ShapesWorld.render(scene)]),
                                           options: options, noise: &noise)
         case .none:
-            let e = try pipeline.textEmbeddings(of: [caption]).shape[1]
-            batch = try pipeline.generate(prompts: [caption], imageEmbeddings: Tensor.zeros([1, e]), options: options, noise: &noise)
+            batch = try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.nullImageEmbeddings(1), options: options, noise: &noise)
         case .textEmbedding:
             batch = try pipeline.generate(prompts: [caption], imageEmbeddings: pipeline.textEmbeddings(of: [caption]), options: options, noise: &noise)
         }

@@ -27,6 +27,10 @@ public enum ComponentWriter {
         ("decoder", "diffusers", "UNet2DConditionModel"),
         ("decoder_scheduler", "diffusers", "UnCLIPScheduler"),
         ("feature_extractor", "transformers", "CLIPImageProcessor"),
+        // The GLIDE-style baseline decoder (caption only; diffusers' UnCLIPPipeline ignores the entries).
+        ("glide_decoder", "diffusers", "UNet2DConditionModel"),
+        ("glide_decoder_scheduler", "diffusers", "UnCLIPScheduler"),
+        ("glide_text_proj", "unclip", "UnCLIPTextProjModel"),
         ("image_encoder", "transformers", "CLIPVisionModelWithProjection"),
         ("prior", "diffusers", "PriorTransformer"),
         // The paper's autoregressive prior (this project's class; diffusers' UnCLIPPipeline ignores the entry).

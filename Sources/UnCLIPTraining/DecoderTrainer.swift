@@ -21,6 +21,17 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         case kl
     }
 
+    /// What the decoder is conditioned on.
+    public enum Conditioning: String, Codable, Sendable, CaseIterable {
+        /// unCLIP's decoder: the CLIP image embedding and the caption.
+        case imageEmbedding = "image_embedding"
+        /// The paper's GLIDE baseline (§5.2): the caption alone. The same UNet and text_proj, with the image
+        /// embedding's place always taken by text_proj's learned null embedding (a learned constant), so every
+        /// weight the unCLIP decoder has is trained and the architectures stay identical; written as
+        /// `glide_decoder`, `glide_text_proj`, `glide_decoder_scheduler` beside the unCLIP decoder.
+        case caption
+    }
+
     public var training = TrainingSchedule(steps: 8500, batchSize: 32, learningRate: 5e-4, minLearningRate: 1e-5,
                                            warmupSteps: 150, weightDecay: 0.0, gradientClip: 1.0, emaDecay: 0.995,
                                            checkpointEvery: 200, seed: 3)
@@ -36,7 +47,8 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     public var normGroups = 32
     /// Probability of replacing the image embedding by text_proj's learned null embedding.
     public var imageEmbeddingDropout: Float = 0.1
-    /// Probability of replacing the caption by the empty caption.
+    /// Probability of replacing the caption by the empty caption (0.5; 0.2, GLIDE's, when `conditioning` is
+    /// `caption` and the key is not given).
     public var captionDropout: Float = 0.5
     /// What the UNet's first three channels predict: the clean image x₀ (`sample`, the default) or the noise ε
     /// (`epsilon`, Karlo's choice). x₀ because small ε decoders trained briefly tint whole images — at high noise a
@@ -51,6 +63,8 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
     /// outside the [−1, 1] the scheduler expects of v, which ruins sampling (docs/training.md, "Prediction target
     /// and variance").
     public var varianceLoss: VarianceLoss = .fixedSmall
+    /// `image_embedding` (unCLIP) or `caption` (the GLIDE-style baseline).
+    public var conditioning: Conditioning = .imageEmbedding
     /// γ of the weight of the prediction MSE: clamp(SNR(t), 1, γ) for x₀ prediction (low-noise steps, whose x₀ is
     /// the final picture, count up to γ times more), clamp(1/SNR(t), 1, γ) for ε prediction (high-noise steps'
     /// x₀ errors count up to γ times more); 1 = the plain MSE.
@@ -68,7 +82,7 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         case extraContextTokens = "extra_context_tokens", normGroups = "norm_groups"
         case imageEmbeddingDropout = "image_embedding_dropout", captionDropout = "caption_dropout"
         case precision, initializeFrom = "initialize_from", predictionType = "prediction_type"
-        case snrWeightCap = "snr_weight_cap", varianceLoss = "variance_loss"
+        case snrWeightCap = "snr_weight_cap", varianceLoss = "variance_loss", conditioning
     }
 
     public init(from decoder: Decoder) throws {
@@ -82,7 +96,9 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         extraContextTokens = try c.decodeIfPresent(Int.self, forKey: .extraContextTokens) ?? d.extraContextTokens
         normGroups = try c.decodeIfPresent(Int.self, forKey: .normGroups) ?? d.normGroups
         imageEmbeddingDropout = try c.decodeIfPresent(Float.self, forKey: .imageEmbeddingDropout) ?? d.imageEmbeddingDropout
-        captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? d.captionDropout
+        conditioning = try c.decodeIfPresent(Conditioning.self, forKey: .conditioning) ?? d.conditioning
+        // GLIDE drops the caption 20 % of the time; unCLIP's decoder, which also has the image embedding, 50 %.
+        captionDropout = try c.decodeIfPresent(Float.self, forKey: .captionDropout) ?? (conditioning == .caption ? 0.2 : d.captionDropout)
         precision = try c.decodeIfPresent(WeightPrecision.self, forKey: .precision) ?? d.precision
         initializeFrom = try c.decodeIfPresent(String.self, forKey: .initializeFrom)
         predictionType = try c.decodeIfPresent(UnCLIPSchedulerConfig.PredictionType.self, forKey: .predictionType) ?? d.predictionType
@@ -90,8 +106,17 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         varianceLoss = try c.decodeIfPresent(VarianceLoss.self, forKey: .varianceLoss) ?? d.varianceLoss
     }
 
+    /// The stage this run trains: the unCLIP decoder or the GLIDE-style baseline (its checkpoints and messages).
+    public var stage: Stage { conditioning == .caption ? .baselineDecoder : .decoder }
+
+    /// The component folders it writes: `decoder`, `text_proj`, `decoder_scheduler`, or the baseline's `glide_…`.
+    public var componentNames: (decoder: String, textProj: String, scheduler: String) {
+        conditioning == .caption ? ("glide_decoder", "glide_text_proj", "glide_decoder_scheduler")
+                                 : ("decoder", "text_proj", "decoder_scheduler")
+    }
+
     func validate() throws {
-        try training.validate(stage: .decoder)
+        try training.validate(stage: stage)
         func check(_ ok: Bool, _ option: String, _ value: Any, _ rule: String) throws {
             if !ok { throw TrainingError.invalidConfiguration(stage: Stage.decoder.key, option: option, value: "\(value)", rule: rule) }
         }
@@ -141,14 +166,16 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         UnCLIPSchedulerConfig(varianceType: .learnedRange, clipSample: true, clipSampleRange: 1, predictionType: predictionType)
     }
 
-    /// Trains decoder and text_proj on the frozen CLIP in `out`; writes `decoder/`, `text_proj/`, `decoder_scheduler/`.
+    /// Trains decoder and text_proj on the frozen CLIP in `out`; writes `decoder/`, `text_proj/`, `decoder_scheduler/`
+    /// (`glide_decoder/`, `glide_text_proj/`, `glide_decoder_scheduler/` for the caption-only baseline).
     @discardableResult
     public func run(dataset: some CaptionedImageDataset, out: URL, resume: Bool = false,
                     progress: (TrainingEvent) -> Void = { _ in }) throws -> TrainingOutcome {
         try validate()
-        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: .decoder) }
-        let clip = try FrozenCLIP(out: out, stage: .decoder)
-        let e = try clip.embeddingDim(stage: .decoder, projector: "text_proj")
+        let stage = self.stage, names = componentNames, captionOnly = conditioning == .caption
+        guard dataset.count > 0 else { throw TrainingError.emptyDataset(stage: stage) }
+        let clip = try FrozenCLIP(out: out, stage: stage)
+        let e = try clip.embeddingDim(stage: stage, projector: names.textProj)
         // The decoder works at the CLIP resolution (32 × 32 by default): both are box-filtered from the same render.
         let size = clip.imageSize
         let model = DecoderModel(text_proj: try UnCLIPTextProjModel(textProjConfig(embeddingDim: e)),
@@ -157,30 +184,31 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
         model.resetParameters(using: &initRNG)
         if let initializeFrom {
             let source = try PipelineDirectory(URL(fileURLWithPath: initializeFrom))
-            try model.decoder.load(try source.weights("decoder"))
-            try model.text_proj.load(try source.weights("text_proj"))
-            progress(.message(stage: .decoder, text: "initialised decoder and text_proj from \(initializeFrom)"))
+            try model.decoder.load(try source.weights(names.decoder))
+            try model.text_proj.load(try source.weights(names.textProj))
+            progress(.message(stage: stage, text: "initialised \(names.decoder) and \(names.textProj) from \(initializeFrom)"))
         }
         model.requiresGrad(true)
         let nullEmbedding = model.text_proj.stateDict()["learned_classifier_free_guidance_embeddings"]!
 
-        let loop = try TrainingLoop(stage: .decoder, model: model, schedule: training,
-                                    folder: checkpointFolder(.decoder, in: out), configJSON: try jsonString(self))
+        let loop = try TrainingLoop(stage: stage, model: model, schedule: training,
+                                    folder: checkpointFolder(stage, in: out), configJSON: try jsonString(self))
         try loop.restoreIfRequested(resume, progress: progress)
         let scheduler = try UnCLIPScheduler(config: schedulerConfig)
         var sampler = BatchSampler(count: dataset.count, batchSize: training.batchSize, seed: training.seed)
         let seed = training.seed
         let outcome = try loop.run(progress: progress) { step in
-            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: .decoder, progress: progress) {
+            let (images, captions) = loadBatch(dataset, indices: sampler.indices(step: step), stage: stage, progress: progress) {
                 try downsampled($0, to: size)
             }
             guard !images.isEmpty else { return nil }
             let b = images.count
             var dropRNG = TrainingRandom.generator(seed: seed, step: step, .dropout)
-            let dropImage = (0..<b).map { _ in TrainingRandom.unit(using: &dropRNG) < imageEmbeddingDropout }
+            // The same draws in both conditionings (the baseline replaces every embedding, so it ignores its own).
+            let dropImage = (0..<b).map { _ in TrainingRandom.unit(using: &dropRNG) < imageEmbeddingDropout || captionOnly }
             let dropCaption = (0..<b).map { _ in TrainingRandom.unit(using: &dropRNG) < captionDropout }
             let text = clip.encode(captions, dropped: dropCaption)
-            var embeddings = clip.imageEmbeddings(images)  // [B, E]
+            var embeddings = captionOnly ? Tensor.zeros([b, e]) : clip.imageEmbeddings(images)  // [B, E]
             if dropImage.contains(true) {
                 // The null embedding is what text_proj prepends for the unconditional half at sampling time; selecting
                 // it here (with its gradient) trains it.
@@ -203,11 +231,11 @@ public struct DecoderTrainingConfiguration: Codable, Sendable {
                               varianceLoss: varianceLoss)
         }
         if outcome.exported {
-            try ComponentWriter.writeModel(model.decoder, config: model.decoder.config, as: "decoder", in: out, precision: precision)
-            try ComponentWriter.writeModel(model.text_proj, config: model.text_proj.config, as: "text_proj", in: out, precision: precision)
-            try ComponentWriter.writeScheduler(schedulerConfig, as: "decoder_scheduler", in: out)
+            try ComponentWriter.writeModel(model.decoder, config: model.decoder.config, as: names.decoder, in: out, precision: precision)
+            try ComponentWriter.writeModel(model.text_proj, config: model.text_proj.config, as: names.textProj, in: out, precision: precision)
+            try ComponentWriter.writeScheduler(schedulerConfig, as: names.scheduler, in: out)
             try ComponentWriter.writeModelIndex(in: out)
-            progress(.message(stage: .decoder, text: "wrote decoder, text_proj and decoder_scheduler (EMA weights)"))
+            progress(.message(stage: stage, text: "wrote \(names.decoder), \(names.textProj) and \(names.scheduler) (EMA weights)"))
         }
         return outcome
     }

@@ -106,7 +106,7 @@ public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuratio
         case .prior: outcome = try configuration.prior.run(dataset: dataset, out: out, resume: resume, progress: progress)
         case .decoder: outcome = try configuration.decoder.run(dataset: dataset, out: out, resume: resume, progress: progress)
         case .superResolution(0): outcome = try configuration.superRes.run(dataset: dataset, out: out, resume: resume, progress: progress)
-        case .tokenizer, .superResolution, .inversion, .autoregressivePrior: preconditionFailure("\(stage) is not one of the trained stages")
+        case .tokenizer, .superResolution, .inversion, .autoregressivePrior, .baselineDecoder: preconditionFailure("\(stage) is not one of the trained stages")
         }
         outcomes.append(outcome)
         if !outcome.exported { return outcomes }

@@ -94,10 +94,27 @@ final class CLITests: XCTestCase {
         XCTAssertThrowsError(try run(["generate", "x", "--model", tiny.path, "--prior", "ar", "-o", temporaryFile("x.png").path, "--quiet"])) {
             XCTAssertTrue("\($0)".contains("train ar-prior"), "\($0)")
         }
+        // The GLIDE-style decoder: a model without one says how to train it; it runs no prior, so prior options
+        // are refused; guidance scales must be numbers.
+        XCTAssertThrowsError(try run(["generate", "x", "--model", tiny.path, "--decoder", "glide", "-o", temporaryFile("x.png").path, "--quiet"])) {
+            XCTAssertTrue("\($0)".contains("--conditioning caption"), "\($0)")
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--decoder", "glide", "--prior", "ar"])) {
+            XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("runs no prior"), UnCLIPCommand.message(for: $0))
+        }
+        XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["generate", "x", "--decoder", "dalle"]))
+        for bad in ["1,x", "1,1", "-1", "", "inf"] {
+            XCTAssertThrowsError(try UnCLIPCommand.parseAsRoot(["evaluate", "--task", "guidance", "--scales", bad]), bad) {
+                XCTAssertTrue(UnCLIPCommand.message(for: $0).contains("--scales"), UnCLIPCommand.message(for: $0))
+            }
+        }
+        XCTAssertThrowsError(try run(["evaluate", "--task", "guidance", "--model", tiny.path, "--prompts", "1", "-n", "1"])) {
+            XCTAssertTrue("\($0)".contains("glide_decoder"), "\($0)")
+        }
     }
 
     func testGenerateWithTheEmbeddedModelsAutoregressivePriorAndTheTwoSampleTrick() throws {
-        for extra in [["--prior", "ar"], ["--prior-candidates", "2"]] {
+        for extra in [["--prior", "ar"], ["--prior-candidates", "2"], ["--decoder", "glide"]] {
             let out = temporaryFile("ar.png")
             try run(["generate", "a red circle", "--decoder-steps", "5", "--super-res-steps", "2", "-o", out.path, "--quiet"] + extra)
             XCTAssertEqual(try RGBImage(contentsOf: out).width, 128, "\(extra)")

@@ -416,3 +416,42 @@ final class AnimatedPNGTests: XCTestCase {
         }
     }
 }
+
+/// The project's own line charts (the paper's Figure 10 is drawn with them).
+final class LineChartTests: XCTestCase {
+    func testTicksAreRoundAndCoverTheRange() {
+        XCTAssertEqual(LineChart.ticks(from: 0, to: 10, count: 5), [0, 2, 4, 6, 8, 10])
+        XCTAssertEqual(LineChart.ticks(from: 0.13, to: 0.87, count: 4), [0, 0.2, 0.4, 0.6, 0.8, 1.0])
+        XCTAssertEqual(LineChart.ticks(from: 41, to: 97, count: 5), [40, 60, 80, 100])
+        XCTAssertEqual(LineChart.ticks(from: 2.31, to: 2.47, count: 4), [2.3, 2.35, 2.4, 2.45, 2.5])
+        XCTAssertEqual(LineChart.ticks(from: 3, to: 3), [3])
+        XCTAssertEqual(LineChart.ticks(from: .nan, to: 1), [])
+    }
+
+    func testSeriesAreDrawnWhereTheirValuesAreWithALegend() {
+        let red: (red: UInt8, green: UInt8, blue: UInt8) = (214, 39, 40), blue: (red: UInt8, green: UInt8, blue: UInt8) = (31, 119, 180)
+        let chart = LineChart(title: "t", xLabel: "x", yLabel: "y", series: [
+            .init(name: "rising", color: red, points: [.init(x: 0, y: 0), .init(x: 10, y: 10, error: 1)]),
+            .init(name: "flat", color: blue, points: [.init(x: 0, y: 5), .init(x: 10, y: 5)]),
+        ], xTicks: [0, 5, 10], yRange: 0...10, width: 300, height: 200)
+        let image = chart.render()
+        XCTAssertEqual([image.width, image.height], [300, 200])
+        func count(_ c: (red: UInt8, green: UInt8, blue: UInt8)) -> Int {
+            (0..<(image.width * image.height)).filter { image.pixels[3 * $0] == c.red && image.pixels[3 * $0 + 1] == c.green && image.pixels[3 * $0 + 2] == c.blue }.count
+        }
+        XCTAssertGreaterThan(count(red), 100)
+        XCTAssertGreaterThan(count(blue), 100)
+        // The flat series is one horizontal row of its colour across the plot (plus markers and the legend swatch):
+        // find its row at the plot's middle column and check it spans most of the width.
+        let middle = image.width / 2
+        let rows = (0..<image.height).filter { y in image[x: middle, y: y] == (blue.red, blue.green, blue.blue) }
+        XCTAssertFalse(rows.isEmpty)
+        let row = rows[rows.count / 2]
+        let span = (0..<image.width).filter { image[x: $0, y: row] == (blue.red, blue.green, blue.blue) }.count
+        XCTAssertGreaterThan(span, image.width / 2)
+        // Higher values are drawn higher: the rising series' last marker is above its first.
+        let redRows = (0..<image.height).filter { y in (0..<20).contains { image[x: image.width - 20 + $0, y: y] == (red.red, red.green, red.blue) } }
+        let redRowsLeft = (0..<image.height).filter { y in (0..<80).contains { image[x: $0, y: y] == (red.red, red.green, red.blue) } }
+        XCTAssertLessThan(redRows.min() ?? .max, redRowsLeft.max() ?? 0)
+    }
+}

@@ -255,6 +255,79 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .learnedRange)
     }
 
+    /// The GLIDE-style baseline: the same trainer with `conditioning: caption` writes its own folders beside the
+    /// unCLIP decoder, trains the null embedding it is always given, and the pipeline draws with it from the caption
+    /// alone, whatever image embedding it is handed.
+    func testTheGLIDEStyleDecoderTrainsBesideTheUnCLIPDecoderAndIgnoresImageEmbeddings() throws {
+        let out = try copyOfCLIPFolder("glide")
+        var c = TrainAllConfiguration.smokeTest.decoder
+        overfit(&c.training, steps: 4, lr: 2e-3)
+        XCTAssertTrue(try c.run(dataset: eight, out: out).exported)
+        var glide = try JSONDecoder().decode(DecoderTrainingConfiguration.self, from: Data(#"{"conditioning": "caption"}"#.utf8))
+        XCTAssertEqual(glide.captionDropout, 0.2, "GLIDE's caption dropout when none is given")
+        XCTAssertEqual(try JSONDecoder().decode(DecoderTrainingConfiguration.self,
+                                                from: Data(#"{"conditioning": "caption", "caption_dropout": 0.3}"#.utf8)).captionDropout, 0.3)
+        XCTAssertThrowsError(try JSONDecoder().decode(DecoderTrainingConfiguration.self, from: Data(#"{"conditioning": "clip"}"#.utf8)))
+        XCTAssertEqual(glide.stage, .baselineDecoder)
+        func decoderWeights() throws -> [Data] {
+            let folder = out.appendingPathComponent("decoder")
+            return try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted().filter { $0.hasSuffix(".safetensors") }
+                .map { try Data(contentsOf: folder.appendingPathComponent($0)) }
+        }
+        let unclipWeights = try decoderWeights()
+        XCTAssertFalse(unclipWeights.isEmpty)
+        (glide.blockOutChannels, glide.layersPerBlock, glide.attentionHeadDim, glide.crossAttentionDim, glide.normGroups, glide.extraContextTokens) =
+            (c.blockOutChannels, c.layersPerBlock, c.attentionHeadDim, c.crossAttentionDim, c.normGroups, c.extraContextTokens)
+        glide.training = c.training
+        XCTAssertTrue(try glide.run(dataset: eight, out: out).exported)
+        XCTAssertEqual(try losses(out, stage: .baselineDecoder).count, 4)
+        XCTAssertEqual(try decoderWeights(), unclipWeights, "the unCLIP decoder is left as it was")
+        let index = try String(contentsOf: out.appendingPathComponent("model_index.json"), encoding: .utf8)
+        for name in ["glide_decoder", "glide_text_proj", "glide_decoder_scheduler", "\"decoder\"", "\"text_proj\""] {
+            XCTAssertTrue(index.contains(name), name)
+        }
+        let directory = try PipelineDirectory(out)
+        let baseline = try directory.loadDecoderStage(.glide)
+        XCTAssertNotEqual(baseline.textProj.nullEmbeddings(1).toArray(), [Float](repeating: 0, count: baseline.textProj.config.clipEmbeddingsDim),
+                          "the null embedding, the baseline's only image input, is trained")
+
+        let pipeline = try UnCLIPPipeline(directory: out)
+        pipeline.keepLoaded = true
+        XCTAssertTrue(pipeline.hasBaselineDecoder)
+        var o = SamplingOptions()
+        (o.decoderSteps, o.decoderGuidance, o.priorGuidance, o.decoder) = (2, 3, 1, .glide)
+        let text = try pipeline.encodePrompts(["a red circle"], imagesPerPrompt: 2, classifierFreeGuidance: true)
+        let e = text.promptEmbeds.shape[1]
+        func decode(_ z: Tensor, _ options: SamplingOptions) throws -> [Float] {
+            var noise = SeededNoise(seed: 9)
+            return try pipeline.runDecoder(imageEmbeddings: z, text: text, options: options, noise: &noise).toArray()
+        }
+        var rng = Philox(seed: 4)
+        let a = Tensor.randn([2, e], using: &rng), b = Tensor.randn([2, e], using: &rng)
+        XCTAssertEqual(try decode(a, o), try decode(b, o), "the baseline never sees the image embedding")
+        var u = o
+        u.decoder = .unclip
+        XCTAssertNotEqual(try decode(a, u), try decode(b, u), "the unCLIP decoder does")
+        XCTAssertNotEqual(try decode(a, u), try decode(a, o), "two decoders")
+        // Text to image needs no prior with the baseline (this directory has none).
+        var noise = SeededNoise(seed: 1)
+        XCTAssertEqual(try pipeline.generate(prompts: ["a red circle"], options: o, noise: &noise).shape, [1, 32, 32, 3])
+        // Runs that hand the decoder an image embedding refuse the baseline.
+        XCTAssertThrowsError(try pipeline.generate(prompts: ["x"], imageEmbeddings: Tensor.zeros([1, e]), options: o, noise: &noise)) {
+            XCTAssertTrue("\($0)".contains("GLIDE-style decoder takes none"), "\($0)")
+        }
+        XCTAssertThrowsError(try pipeline.vary(imageEmbeddings: Tensor.zeros([1, e]), options: o, noise: &noise))
+
+        // A baseline that cannot feed the same upsamplers is refused when the directory is read, naming both files.
+        let config = out.appendingPathComponent("glide_decoder/config.json")
+        var object = try JSONSerialization.jsonObject(with: Data(contentsOf: config)) as! [String: Any]
+        object["sample_size"] = 16
+        try JSONSerialization.data(withJSONObject: object).write(to: config)
+        XCTAssertThrowsError(try UnCLIPPipeline(directory: out)) {
+            XCTAssertTrue("\($0)".contains("glide_decoder/config.json") && "\($0)".contains("upsamplers"), "\($0)")
+        }
+    }
+
     /// A trainer builds its model from a config value and writes that value: what config.json says must decode back to it.
     func testWrittenConfigsDecodeToTheConfigsTheModelsAreBuiltFrom() throws {
         func assertRoundTrip<C: Codable>(_ config: C, as component: String, file: StaticString = #filePath, line: UInt = #line) throws {

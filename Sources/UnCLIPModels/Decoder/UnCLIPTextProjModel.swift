@@ -57,6 +57,13 @@ public final class UnCLIPTextProjModel: Module {
     ///
     /// With classifier-free guidance the B image embeddings get B learned null embeddings in front, and the text
     /// inputs are already [2B, …] in the order [unconditional; conditional].
+    /// The learned null image embedding repeated for `batch` rows [batch, E]: what the unconditional half of guidance
+    /// gets, and what a GLIDE-style decoder (trained on it alone) gets in every row.
+    public func nullEmbeddings(_ batch: Int) -> Tensor {
+        let e = config.clipEmbeddingsDim
+        return learned_classifier_free_guidance_embeddings.reshaped([1, e]).expanded(to: [batch, e])
+    }
+
     public func callAsFunction(imageEmbeddings: Tensor, promptEmbeds: Tensor, textEncoderHiddenStates: Tensor,
                                classifierFreeGuidance: Bool) -> (encoderHiddenStates: Tensor, additiveTime: Tensor) {
         var img = imageEmbeddings

@@ -17,8 +17,8 @@ public enum ComponentRole: String, Sendable, CaseIterable {
         case "image_encoder": self = .imageEncoder
         case "feature_extractor": self = .imageProcessor
         case "prior", "ar_prior": self = .prior
-        case "text_proj": self = .textProj
-        case "decoder": self = .decoder
+        case "text_proj", "glide_text_proj": self = .textProj
+        case "decoder", "glide_decoder": self = .decoder
         default:
             if name.hasSuffix("_scheduler") { self = .scheduler; return }
             guard let cut = name.lastIndex(of: "_"), ["_first", "_last"].contains(String(name[cut...])),
@@ -43,7 +43,7 @@ public enum ComponentRole: String, Sendable, CaseIterable {
     }
 
     /// The component names `init(component:)` accepts, for messages.
-    public static let componentNames = "tokenizer, text_encoder, image_encoder, feature_extractor, prior, ar_prior, text_proj, decoder, "
+    public static let componentNames = "tokenizer, text_encoder, image_encoder, feature_extractor, prior, ar_prior, text_proj, decoder, glide_text_proj, glide_decoder, "
         + "super_res_first, super_res_last, super_res_N_first, super_res_N_last and *_scheduler"
 
     /// The pipeline classes (`model_index.json`'s own `_class_name`) this project runs.

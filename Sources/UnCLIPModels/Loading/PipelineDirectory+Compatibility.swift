@@ -37,16 +37,30 @@ extension PipelineDirectory {
                             "embedding_dim \(prior.embeddingDim) must equal the text encoder's projection_dim (\(text.projectionDim)) and hidden_size (\(text.hiddenSize))")
             }
         }
-        if let proj = try config(UnCLIPTextProjConfig.self, "text_proj") {
+        // unCLIP's decoder and, beside it, the GLIDE-style baseline (same roles, `glide_` folders).
+        var decoders = [("", decoder)]
+        if let baseline = try config(UNet2DConditionConfig.self, "glide_decoder") {
+            try require(baseline.sampleSize == decoder.sampleSize && baseline.inChannels == decoder.inChannels
+                        && baseline.outChannels == decoder.outChannels, "glide_decoder/config.json", "decoder/config.json",
+                        "the baseline decoder draws \(baseline.inChannels)-channel \(baseline.sampleSize) px images (out_channels \(baseline.outChannels)), the decoder \(decoder.inChannels)-channel \(decoder.sampleSize) px (\(decoder.outChannels)): both feed the same upsamplers")
+            guard has("glide_text_proj"), has("glide_decoder_scheduler") else {
+                throw PipelineLoadError.missing(path: url.appendingPathComponent("model_index.json").path,
+                                                what: "entries 'glide_text_proj' and 'glide_decoder_scheduler' (glide_decoder needs both)")
+            }
+            decoders.append(("glide_", baseline))
+        }
+        for (prefix, decoder) in decoders {
+            let projName = "\(prefix)text_proj", decoderName = "\(prefix)decoder"
+            guard let proj = try config(UnCLIPTextProjConfig.self, projName) else { continue }
             if let text {
-                try require(proj.clipEmbeddingsDim == text.projectionDim && proj.clipEmbeddingsDim == text.hiddenSize, "text_proj/config.json",
+                try require(proj.clipEmbeddingsDim == text.projectionDim && proj.clipEmbeddingsDim == text.hiddenSize, "\(projName)/config.json",
                             "text_encoder/config.json",
                             "clip_embeddings_dim \(proj.clipEmbeddingsDim) must equal the text encoder's projection_dim (\(text.projectionDim)) and hidden_size (\(text.hiddenSize))")
             }
-            try require(proj.crossAttentionDim == decoder.crossAttentionDim, "text_proj/config.json", "decoder/config.json",
+            try require(proj.crossAttentionDim == decoder.crossAttentionDim, "\(projName)/config.json", "\(decoderName)/config.json",
                         "cross_attention_dim \(proj.crossAttentionDim) differs from the decoder's \(decoder.crossAttentionDim)")
             let time = 4 * decoder.blockOutChannels[0]
-            try require(proj.timeEmbedDim == time, "text_proj/config.json", "decoder/config.json",
+            try require(proj.timeEmbedDim == time, "\(projName)/config.json", "\(decoderName)/config.json",
                         "time_embed_dim \(proj.timeEmbedDim) differs from the decoder's time embedding (4 × block_out_channels[0] = \(time))")
         }
         if let image = try config(CLIPVisionConfig.self, "image_encoder", clipKey: "vision_config") {

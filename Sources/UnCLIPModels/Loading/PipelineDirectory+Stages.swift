@@ -24,10 +24,13 @@ extension PipelineDirectory {
         }
     }
 
-    /// The decoder stage: text_proj, the decoder UNet and its scheduler.
-    public func loadDecoderStage(variant: String? = nil) throws -> UnCLIPDecoder {
-        UnCLIPDecoder(textProj: try loadTextProj(variant: variant), unet: try loadDecoder(variant: variant),
-                      scheduler: try loadScheduler("decoder_scheduler"))
+    /// The decoder stage: text_proj, the decoder UNet and its scheduler (`decoder`), or the GLIDE-style baseline's
+    /// (`.glide`: `glide_text_proj`, `glide_decoder`, `glide_decoder_scheduler`).
+    public func loadDecoderStage(_ kind: DecoderKind = .unclip, variant: String? = nil) throws -> UnCLIPDecoder {
+        let prefix = kind == .glide ? "glide_" : ""
+        return UnCLIPDecoder(textProj: try loadTextProj("\(prefix)text_proj", variant: variant),
+                             unet: try loadDecoder("\(prefix)decoder", variant: variant),
+                             scheduler: try loadScheduler("\(prefix)decoder_scheduler"))
     }
 
     /// The upsampler cascade: `super_res_{first,last,scheduler}`, then `super_res_2_…`, as long as the directory has

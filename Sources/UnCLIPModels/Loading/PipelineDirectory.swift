@@ -171,12 +171,12 @@ public struct PipelineDirectory: Sendable {
         try load(component, variant: variant) { try AutoregressivePriorTransformer(try loadConfig(AutoregressivePriorConfig.self, from: $0)) }
     }
 
-    public func loadTextProj(variant: String? = nil) throws -> UnCLIPTextProjModel {
-        try load("text_proj", variant: variant) { try UnCLIPTextProjModel(try loadConfig(UnCLIPTextProjConfig.self, from: $0)) }
+    public func loadTextProj(_ component: String = "text_proj", variant: String? = nil) throws -> UnCLIPTextProjModel {
+        try load(component, variant: variant) { try UnCLIPTextProjModel(try loadConfig(UnCLIPTextProjConfig.self, from: $0)) }
     }
 
-    public func loadDecoder(variant: String? = nil) throws -> UNet2DConditionModel {
-        try load("decoder", variant: variant) { try UNet2DConditionModel(try loadConfig(UNet2DConditionConfig.self, from: $0)) }
+    public func loadDecoder(_ component: String = "decoder", variant: String? = nil) throws -> UNet2DConditionModel {
+        try load(component, variant: variant) { try UNet2DConditionModel(try loadConfig(UNet2DConditionConfig.self, from: $0)) }
     }
 
     public func loadSuperRes(_ component: String, variant: String? = nil) throws -> UNet2DModel {

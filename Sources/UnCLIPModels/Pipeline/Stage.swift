@@ -5,6 +5,10 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
     /// The paper's autoregressive prior (`unclip train ar-prior`); it samples as the prior stage (`prior`'s noise
     /// stream and progress), so this case names its training.
     case autoregressivePrior
+    /// The GLIDE-style baseline decoder, conditioned on the caption alone (`unclip train decoder` with
+    /// `"conditioning": "caption"`); it samples as the decoder stage (`decoder`'s noise stream and progress), so this
+    /// case names its training.
+    case baselineDecoder
     /// Upsampler `k` of the cascade, 0 first (Karlo's 64 → 256, the embedded model's 32 → 128; the paper has two).
     case superResolution(Int)
     /// DDIM inversion of the decoder (progress only: it draws no noise).
@@ -22,6 +26,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case .prior: return "prior"
         case .decoder: return "decoder"
         case .autoregressivePrior: return "ar_prior"
+        case .baselineDecoder: return "glide_decoder"
         case .superResolution(let k): return k == 0 ? "super_res" : "super_res_\(k + 1)"
         case .inversion: return "inversion"
         }
@@ -39,6 +44,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case "prior": self = .prior
         case "decoder": self = .decoder
         case "ar_prior": self = .autoregressivePrior
+        case "glide_decoder": self = .baselineDecoder
         case "super_res": self = .superResolution(0)
         case "inversion": self = .inversion
         default:
@@ -52,6 +58,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .superResolution(let k): return k == 0 ? "super-resolution" : "super-resolution \(k + 1)"
         case .autoregressivePrior: return "autoregressive prior"
+        case .baselineDecoder: return "GLIDE-style decoder"
         default: return key
         }
     }
@@ -66,6 +73,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
         case .tokenizer: return 1 << 32
         case .clip: return 1 << 32 + 1
         case .autoregressivePrior: return 1 << 32 + 2
+        case .baselineDecoder: return 1 << 32 + 3
         }
     }
 }

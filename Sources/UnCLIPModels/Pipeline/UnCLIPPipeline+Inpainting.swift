@@ -184,6 +184,7 @@ extension UnCLIPPipeline {
                      inpainting: InpaintingOptions = InpaintingOptions(), noise: inout some NoiseSource,
                      progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
+        try requireUnCLIPDecoder(options, for: "edit")
         try inpainting.validate(for: options)
         guard image.width == image.height else {
             throw PipelineArgumentError("edit: the image is \(image.width)×\(image.height); it must be square (crop or pad it first)")

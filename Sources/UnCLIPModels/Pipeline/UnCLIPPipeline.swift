@@ -18,6 +18,9 @@ public struct SamplingOptions: Equatable, Sendable {
     /// Embeddings the prior draws per image, keeping the one with the highest cosine z_i · z_t: the paper's trick for
     /// its diffusion prior is 2 (§2.1). 1 draws once.
     public var priorCandidates = 1
+    /// Which decoder draws: unCLIP's (`decoder`, conditioned on the CLIP image embedding and the caption) or the
+    /// GLIDE-style baseline (`glide_decoder`, the caption alone; no prior runs).
+    public var decoder: DecoderKind = .unclip
 
     public init() {}
 
@@ -46,6 +49,13 @@ public struct SamplingOptions: Equatable, Sendable {
         try check((1...Self.maxPriorCandidates).contains(priorCandidates),
                   "prior candidates must be in 1 … \(Self.maxPriorCandidates) (got \(priorCandidates))")
     }
+}
+
+/// The decoders of the paper's comparison (§5.2): unCLIP's, and the GLIDE-style baseline conditioned on the caption
+/// alone.
+public enum DecoderKind: String, Sendable, CaseIterable {
+    case unclip
+    case glide
 }
 
 /// The two priors of the paper (§2.1).
@@ -187,6 +197,8 @@ public struct UnCLIPComponents {
     /// The autoregressive prior beside it (`ar_prior`), when the model has one.
     public var autoregressivePrior: Component<any UnCLIPPrior>?
     public var decoder: Component<UnCLIPDecoder>
+    /// The GLIDE-style baseline decoder beside it (`glide_decoder`), when the model has one.
+    public var baselineDecoder: Component<UnCLIPDecoder>?
     /// The decoder's UNet configuration (its sample size and channels are needed before it loads).
     public var decoderConfig: UNet2DConditionConfig
     /// The cascade, smallest first; empty: the decoder's images are the output.
@@ -200,13 +212,14 @@ public struct UnCLIPComponents {
     /// Components given in code, all in memory.
     public init(tokenizer: CLIPTokenizer, textEncoder: CLIPTextModelWithProjection, prior: (any UnCLIPPrior)?,
                 autoregressivePrior: (any UnCLIPPrior)? = nil,
-                decoder: UnCLIPDecoder, upsamplers: [Upsampler], imageEncoder: CLIPVisionModelWithProjection? = nil,
+                decoder: UnCLIPDecoder, baselineDecoder: UnCLIPDecoder? = nil, upsamplers: [Upsampler], imageEncoder: CLIPVisionModelWithProjection? = nil,
                 imageProcessor: CLIPImageProcessor = CLIPImageProcessor(), defaults: SamplingOptions = SamplingOptions()) {
         self.tokenizer = tokenizer
         self.textEncoder = Component(textEncoder, name: "text_encoder")
         self.prior = prior.map { Component($0, name: "prior") }
         self.autoregressivePrior = autoregressivePrior.map { Component($0, name: "ar_prior") }
         self.decoder = Component(decoder, name: "decoder")
+        self.baselineDecoder = baselineDecoder.map { Component($0, name: "glide_decoder") }
         decoderConfig = decoder.unet.config
         self.upsamplers = upsamplers
         self.imageEncoder = imageEncoder.map { Component($0, name: "image_encoder") }
@@ -223,6 +236,8 @@ public struct UnCLIPComponents {
         autoregressivePrior = directory.has("ar_prior")
             ? Component(name: "ar_prior") { try directory.loadPriorStage("ar_prior", variant: variant) } : nil
         decoder = Component(name: "decoder") { try directory.loadDecoderStage(variant: variant) }
+        baselineDecoder = directory.has("glide_decoder")
+            ? Component(name: "glide_decoder") { try directory.loadDecoderStage(.glide, variant: variant) } : nil
         do {
             decoderConfig = try loadConfig(UNet2DConditionConfig.self, from: try directory.file("decoder", "config.json"))
         } catch let error as PipelineLoadError { throw error } catch {
@@ -277,6 +292,8 @@ public final class UnCLIPPipeline {
     public var hasPrior: Bool { components.prior != nil }
     /// Whether it has the paper's autoregressive prior (`ar_prior`) beside the diffusion prior.
     public var hasAutoregressivePrior: Bool { components.autoregressivePrior != nil }
+    /// Whether the model has the GLIDE-style baseline decoder (`glide_decoder`).
+    public var hasBaselineDecoder: Bool { components.baselineDecoder != nil }
     /// Whether it has a CLIP image encoder (variations of images, manipulations).
     public var hasImageEncoder: Bool { components.imageEncoder != nil }
     /// The number of upsampler stages after the decoder.
@@ -308,7 +325,7 @@ public final class UnCLIPPipeline {
 
     func releaseComponents() {
         let c = components
-        c.textEncoder.release(); c.prior?.release(); c.autoregressivePrior?.release(); c.decoder.release(); c.imageEncoder?.release()
+        c.textEncoder.release(); c.prior?.release(); c.autoregressivePrior?.release(); c.decoder.release(); c.baselineDecoder?.release(); c.imageEncoder?.release()
         for u in c.upsamplers { u.first.release(); u.last?.release() }
         memory.trim(to: 0)
     }
@@ -392,18 +409,44 @@ public final class UnCLIPPipeline {
         }
     }
 
-    /// The decoder: image embeddings [B, E] and text conditioning → the low-resolution image [B, 3, h, w] in [−1, 1].
+    /// The decoder `options.decoder`: image embeddings [B, E] and text conditioning → the low-resolution image
+    /// [B, 3, h, w] in [−1, 1]. The GLIDE-style baseline is given its learned null embedding in the image embedding's
+    /// place, as it was trained, whatever `imageEmbeddings` holds (only its shape is used).
     public func runDecoder(imageEmbeddings: Tensor, text: TextConditioning, options: SamplingOptions,
                            noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try inference {
-            try with(components.decoder) { decoder in
-                let c = decoder.conditioning(imageEmbeddings: imageEmbeddings, text: text, guided: options.classifierFreeGuidance)
+        let component = try decoderComponent(options.decoder)
+        return try inference {
+            try with(component) { decoder in
+                let embeddings = options.decoder == .glide ? decoder.textProj.nullEmbeddings(imageEmbeddings.shape[0]) : imageEmbeddings
+                let c = decoder.conditioning(imageEmbeddings: embeddings, text: text, guided: options.classifierFreeGuidance)
                 emit("text_proj.encoder_hidden_states", c.context)
                 emit("text_proj.additive_time", c.additiveTime)
                 emit("decoder.attention_mask", Tensor(shape: [c.mask.count, c.mask[0].count], c.mask.flatMap { $0.map(Float.init) }))
                 return try decoder.sample(c, batch: imageEmbeddings.shape[0], steps: options.decoderSteps,
                                           guidance: options.decoderGuidance, noise: &noise, observer: observer(progress))
             }
+        }
+    }
+
+    /// The unCLIP decoder's learned null image embedding [n, E]: what its embedding dropout trains in the
+    /// embedding's place, and the unconditional half of guidance gets — "no image embedding" for this decoder.
+    public func nullImageEmbeddings(_ n: Int) throws -> Tensor {
+        try inference { try with(components.decoder) { $0.textProj.nullEmbeddings(n) } }
+    }
+
+    /// The decoder component of `kind`; an error when the model has no GLIDE-style baseline.
+    func decoderComponent(_ kind: DecoderKind) throws -> Component<UnCLIPDecoder> {
+        guard kind == .glide else { return components.decoder }
+        guard let baseline = components.baselineDecoder else {
+            throw PipelineArgumentError("\(name) has no GLIDE-style decoder (no glide_decoder folder): train one with `unclip train decoder --out DIR --conditioning caption`, or use the unCLIP decoder")
+        }
+        return baseline
+    }
+
+    /// Refuses the GLIDE-style baseline for a run that gives the decoder an image embedding (`what` names the run).
+    func requireUnCLIPDecoder(_ options: SamplingOptions, for what: String) throws {
+        if options.decoder == .glide {
+            throw PipelineArgumentError("\(what) gives the decoder a CLIP image embedding; the GLIDE-style decoder takes none: use the unCLIP decoder")
         }
     }
 
@@ -431,6 +474,16 @@ public final class UnCLIPPipeline {
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
         guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
+        if options.decoder == .glide {
+            // GLIDE: the caption alone; no prior runs (its guidance scale is unused).
+            _ = try decoderComponent(.glide)
+            return try inference {
+                let text = try encodePrompts(prompts, imagesPerPrompt: options.imagesPerPrompt, classifierFreeGuidance: options.classifierFreeGuidance)
+                // runDecoder puts the baseline's null embedding in this placeholder's place.
+                let placeholder = Tensor.zeros([prompts.count * options.imagesPerPrompt, text.promptEmbeds.shape[1]])
+                return try finish(imageEmbeddings: placeholder, text: text, options: options, noise: &noise, progress: progress)
+            }
+        }
         guard hasPrior else {
             throw PipelineArgumentError("\(name) has no prior: it is an image-variation pipeline; use `vary`")
         }
@@ -449,6 +502,7 @@ public final class UnCLIPPipeline {
                          noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
         guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
+        try requireUnCLIPDecoder(options, for: "decoding given image embeddings")
         guard given.rank == 2, given.shape[0] == prompts.count else {
             throw PipelineArgumentError("image embeddings of shape \(given.shape) for \(prompts.count) prompts: need [\(prompts.count), E]")
         }
@@ -492,6 +546,7 @@ public final class UnCLIPPipeline {
     public func vary(pixelValues: Tensor? = nil, imageEmbeddings given: Tensor? = nil, options: SamplingOptions = SamplingOptions(),
                      noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         try options.validate()
+        try requireUnCLIPDecoder(options, for: "vary")
         var options = options
         options.priorGuidance = 1  // no prior here: guidance is decided by the decoder scale alone
         return try inference {
