@@ -15,6 +15,10 @@ public enum ReconstructionOutcome: String, Sendable, CaseIterable {
     case colorSwap = "colour swap"
     /// The two shapes exchanged (the colours in place).
     case shapeSwap = "shape swap"
+    /// One object's colour given to both (the shapes in place): the attribute leaks to the other object.
+    case colorCopy = "colour copied"
+    /// One object's shape given to both (the colours in place).
+    case shapeCopy = "shape copied"
     /// Some other colour or shape wrong (not an exchange between the two objects).
     case otherAttribute = "other attribute"
     /// Not two objects found.
@@ -38,19 +42,22 @@ public struct BindingReconstructionReport: Sendable, CustomStringConvertible {
     public func count(_ o: ReconstructionOutcome) -> Int { outcomes[o] ?? 0 }
     public func rate(_ o: ReconstructionOutcome) -> Estimate {
         switch o {
-        case .colorSwap: return .proportion(count(o), of: colorSwapEligible)
-        case .shapeSwap: return .proportion(count(o), of: shapeSwapEligible)
+        case .colorSwap, .colorCopy: return .proportion(count(o), of: colorSwapEligible)
+        case .shapeSwap, .shapeCopy: return .proportion(count(o), of: shapeSwapEligible)
         default: return .proportion(count(o), of: images)
         }
     }
-    /// Either attribute exchanged between the objects (all images).
-    public var swapRate: Estimate { .proportion(count(.colorSwap) + count(.shapeSwap), of: images) }
+    /// Either attribute exchanged between the objects or copied from one to the other (all images): the binding
+    /// errors of the paper's Figure 15.
+    public var bindingErrorRate: Estimate {
+        .proportion(count(.colorSwap) + count(.shapeSwap) + count(.colorCopy) + count(.shapeCopy), of: images)
+    }
 
     public var description: String {
         [
             "\(label): \(scenes) two-object renders × \(images / max(scenes, 1)) reconstructions",
-            "  correct \(rate(.correct).percent) %; colour swapped \(rate(.colorSwap).percent) % (of \(colorSwapEligible) with two colours); shape swapped \(rate(.shapeSwap).percent) % (of \(shapeSwapEligible) with two shapes)",
-            "  any swap \(swapRate.percent) %; other colour / shape error \(rate(.otherAttribute).percent) %; not two objects \(rate(.count).percent) %; attributes right but unbound (caption check) \(Estimate.proportion(unboundAttributes, of: images).percent) %",
+            "  correct \(rate(.correct).percent) %; of the \(colorSwapEligible) with two colours: colours swapped \(rate(.colorSwap).percent) %, one colour copied to both \(rate(.colorCopy).percent) %; of the \(shapeSwapEligible) with two shapes: shapes swapped \(rate(.shapeSwap).percent) %, one shape copied to both \(rate(.shapeCopy).percent) %",
+            "  binding errors (swapped or copied) \(bindingErrorRate.percent) %; other colour / shape error \(rate(.otherAttribute).percent) %; not two objects \(rate(.count).percent) %; attributes right but unbound (caption check) \(Estimate.proportion(unboundAttributes, of: images).percent) %",
         ].joined(separator: "\n")
     }
 }
@@ -69,10 +76,12 @@ public func reconstructionOutcome(objects: [SceneObject], detected: [DetectedObj
     let shapesRight = drawn[0].shape == a.shape && drawn[1].shape == b.shape
     let colorsSwapped = a.color != b.color && drawn[0].color == b.color && drawn[1].color == a.color
     let shapesSwapped = a.shape != b.shape && drawn[0].shape == b.shape && drawn[1].shape == a.shape
+    let colorCopied = a.color != b.color && drawn[0].color == drawn[1].color && [a.color, b.color].contains(drawn[0].color)
+    let shapeCopied = a.shape != b.shape && drawn[0].shape == drawn[1].shape && [a.shape, b.shape].contains(drawn[0].shape)
     switch (colorsRight, shapesRight) {
     case (true, true): return .correct
-    case (false, true): return colorsSwapped ? .colorSwap : .otherAttribute
-    case (true, false): return shapesSwapped ? .shapeSwap : .otherAttribute
+    case (false, true): return colorsSwapped ? .colorSwap : colorCopied ? .colorCopy : .otherAttribute
+    case (true, false): return shapesSwapped ? .shapeSwap : shapeCopied ? .shapeCopy : .otherAttribute
     case (false, false):
         // Both exchanged is the two objects drawn in each other's place: neither attribute is bound wrongly.
         return .otherAttribute

@@ -25,16 +25,17 @@ public struct ConditionComparison: Sendable, CustomStringConvertible {
     public var referenceImages: Int
 
     public var description: String {
-        var lines = [title, "\(results.first.map { "\($0.report.prompts) prompts × \($0.report.images / max($0.report.prompts, 1)) images" } ?? "") per condition; FD-CLIP, precision and recall (k = 3) against \(referenceImages) held-out renders; ± one standard error (accuracy and spread: across prompts; FD: bootstrap; precision / recall: binomial)"]
+        var lines = [title, "\(results.first.map { "\($0.report.prompts) prompts × \($0.report.images / max($0.report.prompts, 1)) images" } ?? "") per condition; bound: two-object images whose named colour–shape pairs are both drawn; FD-CLIP, precision and recall (k = 3) against \(referenceImages) held-out renders; ± one standard error (accuracy and spread: across prompts; FD: bootstrap; precision / recall: binomial)"]
         let width = max(12, results.map(\.label.count).max() ?? 0)
         func cell(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
         lines.append("condition".padding(toLength: width, withPad: " ", startingAt: 0) + " | " + [
-            cell("one object %", 12), cell("two objects %", 13), cell("FD-CLIP", 15), cell("precision %", 12),
+            cell("one object %", 12), cell("two objects %", 13), cell("bound %", 7), cell("FD-CLIP", 15), cell("precision %", 12),
             cell("recall %", 12), cell("position px", 12), cell("size px", 11), cell("s/image", 7)].joined(separator: " | "))
         for r in results {
             let rep = r.report
             lines.append(r.label.padding(toLength: width, withPad: " ", startingAt: 0) + " | " + [
                 cell(rep.wholeCaption(objects: 1).percent, 12), cell(rep.wholeCaption(objects: 2).percent, 13),
+                cell(String(format: "%.1f", 100 * rep.twoObjects.bindingAccuracy), 7),
                 cell(String(format: "%.2f ± %.2f", r.frechetDistance.value, r.frechetDistance.standardError), 15),
                 cell(r.precision.percent, 12), cell(r.recall.percent, 12),
                 cell(String(format: "%.1f ± %.1f", rep.positionSpread.value, rep.positionSpread.standardError), 12),

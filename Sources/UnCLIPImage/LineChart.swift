@@ -1,8 +1,8 @@
 import Foundation
 
 /// A line chart drawn by the project (no plotting library): a frame with ticks and tick labels on both axes, one
-/// polyline per series with a marker at each point and an optional ± error bar, a legend, a title and axis labels,
-/// in the standard bitmap font. For the paper's charts of metrics against a setting (Figure 10's against guidance).
+/// polyline per series with a marker at each point and an optional ± error bar, a legend under the axes, a title and
+/// axis labels, in the standard bitmap font. For the paper's charts of metrics against a setting (Figure 10's against guidance).
 public struct LineChart: Sendable {
     public struct Point: Sendable, Equatable {
         public var x: Double
@@ -103,7 +103,7 @@ public struct LineChart: Sendable {
         // The plot area: the title and y label above it, tick labels left of it, x labels and the axis label under it.
         let left = 8 + (yLabels.map { font.width(of: $0) }.max() ?? 0) + 6
         let top = 6 + 2 * font.cellHeight + 6
-        let right = width - 12, bottom = height - (2 * font.cellHeight + 12)
+        let right = width - 12, bottom = height - (3 * font.cellHeight + 16)
         guard right - left > 20, bottom - top > 20 else { return image }
         func px(_ x: Double) -> Int { left + Int(((x - xLow) / max(xHigh - xLow, 1e-12) * Double(right - left)).rounded()) }
         func py(_ y: Double) -> Int { bottom - Int(((y - yLow) / max(yHigh - yLow, 1e-12) * Double(bottom - top)).rounded()) }
@@ -149,15 +149,14 @@ public struct LineChart: Sendable {
             for p in s.points { image.fill(x: px(p.x) - 3, y: py(p.y) - 3, width: 7, height: 7, color: c) }
         }
 
-        // The legend, top right inside the plot: a swatch and the name per series.
-        let legendWidth = (series.map { font.width(of: $0.name) }.max() ?? 0) + 24
-        var y = top + 6
-        let x = right - legendWidth - 6
-        image.fill(x: x - 4, y: y - 3, width: legendWidth + 8, height: series.count * (font.cellHeight + 2) + 4, color: (255, 255, 255))
-        for s in series {
+        // The legend, under the axis label (never over the data): a swatch and the name per series, centred.
+        let entries = series.map { font.width(of: $0.name) + 24 }
+        var x = (width - (entries.reduce(0, +) + 12 * max(series.count - 1, 0))) / 2
+        let y = height - font.cellHeight - 4
+        for (s, w) in zip(series, entries) {
             image.line(from: (x, y + font.cellHeight / 2), to: (x + 16, y + font.cellHeight / 2), color: s.color, thickness: 2)
             image.draw(text: s.name, x: x + 22, y: y, color: black)
-            y += font.cellHeight + 2
+            x += w + 12
         }
         return image
     }

@@ -65,6 +65,9 @@ final class PaperLimitationTests: XCTestCase {
         // Both exchanged: the objects in each other's places, no attribute bound wrongly.
         XCTAssertEqual(outcome([object(.square, .blue, 34), object(.circle, .red, 94)]), .otherAttribute)
         XCTAssertEqual(outcome([object(.circle, .green, 34), object(.square, .blue, 94)]), .otherAttribute)
+        XCTAssertEqual(outcome([object(.circle, .red, 34), object(.square, .red, 94)]), .colorCopy)
+        XCTAssertEqual(outcome([object(.square, .red, 34), object(.square, .blue, 94)]), .shapeCopy)
+        XCTAssertEqual(outcome([object(.circle, .red, 34), object(.triangle, .blue, 94)]), .otherAttribute, "a third shape is no copy")
         XCTAssertEqual(outcome([object(.circle, .red, 34)]), .count)
         // Matching is by position, not by the parser's order.
         XCTAssertEqual(reconstructionOutcome(objects: original.reversed(), detected: ShapesParser().parse(
