@@ -27,13 +27,15 @@ struct NonFiniteBenchmarkOutput: Error, CustomStringConvertible {
 }
 
 /// Builds `components` (names as in `peer_torch.py karlo`) with random weights, times one warm-up and `reps` forward
-/// passes of each with `threads` engine/oneDNN threads, and prints one JSON line per component.
+/// passes of each at `precision` with `threads` engine/oneDNN threads, and prints one JSON line per component.
 ///
-/// Each line holds `name`, `median_s`, `min_s`, `max_s`, `threads`, `params` and `peak_rss_gb`: the process's peak
-/// resident memory (VmHWM) while that component was built and run. The peak is reset before each component where the
-/// kernel allows it (`/proc/self/clear_refs`), so run one component per process for figures that cannot include an
-/// earlier component's high-water mark (`peak_reset` says whether the reset took).
-func runKarloBenchmark(components: [String], reps: Int, threads: Int) throws {
+/// Each line holds `name`, `precision`, `median_s`, `min_s`, `max_s`, `threads`, `params` and `peak_rss_gb`: the
+/// process's peak resident memory (VmHWM) while that component was built and run. The peak is reset before each
+/// component where the kernel allows it (`/proc/self/clear_refs`), so run one component per process for figures that
+/// cannot include an earlier component's high-water mark (`peak_reset` says whether the reset took). With
+/// `compareFP32` at bf16, one fp32 step follows (after the peak is read) and the line adds the bf16 output's error
+/// against it: `max_rel_err` = max |Δ| / max |y₃₂| and `mean_rel_err` = mean |Δ| / mean |y₃₂|.
+func runKarloBenchmark(components: [String], reps: Int, threads: Int, precision: Precision = .fp32, compareFP32: Bool = false) throws {
     #if canImport(COpenMP) && os(Linux)
     // The engine's parallelFor and oneDNN both size their work by omp_get_max_threads().
     omp_set_num_threads(Int32(threads))
@@ -44,25 +46,45 @@ func runKarloBenchmark(components: [String], reps: Int, threads: Int) throws {
         let reset = resetPeakRSS()
         let step = try makeKarloStep(name)
         var times: [Double] = []
-        try withNoGrad {
-            let first = step.run()  // warm-up: builds primitives, reorders cached weights, fills the buffer pool
-            guard first.toArray().allSatisfy({ $0.isFinite }) else { throw NonFiniteBenchmarkOutput(name: name) }
-            let clock = ContinuousClock()
-            for _ in 0..<reps {
-                let d = clock.measure { _ = step.run() }
-                times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+        let output = try withNoGrad {
+            try withPrecision(precision) {
+                let first = step.run()  // warm-up: builds primitives, reorders cached weights, fills the buffer pool
+                guard first.toArray().allSatisfy({ $0.isFinite }) else { throw NonFiniteBenchmarkOutput(name: name) }
+                let clock = ContinuousClock()
+                for _ in 0..<reps {
+                    let d = clock.measure { _ = step.run() }
+                    times.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+                }
+                return first.toArray()
             }
         }
         times.sort()
-        let fields: [String] = [
-            "\"name\": \"\(name)_step\"", "\"median_s\": \(times[times.count / 2])", "\"min_s\": \(times[0])",
-            "\"max_s\": \(times[times.count - 1])", "\"threads\": \(threads)", "\"params\": \(step.params)",
-            "\"peak_rss_gb\": \(peakRSSGiB().map { String($0) } ?? "null")", "\"peak_reset\": \(reset)",
+        var fields: [String] = [
+            "\"name\": \"\(name)_step\"", "\"precision\": \"\(precision)\"", "\"median_s\": \(times[times.count / 2])",
+            "\"min_s\": \(times[0])", "\"max_s\": \(times[times.count - 1])", "\"threads\": \(threads)",
+            "\"params\": \(step.params)", "\"peak_rss_gb\": \(peakRSSGiB().map { String($0) } ?? "null")", "\"peak_reset\": \(reset)",
         ]
+        if compareFP32 && precision != .fp32 {
+            let reference = withNoGrad { withPrecision(.fp32) { step.run().toArray() } }
+            let e = relativeErrors(output, reference)
+            fields += ["\"max_rel_err\": \(e.max)", "\"mean_rel_err\": \(e.mean)"]
+        }
         print("{\(fields.joined(separator: ", "))}")
         fflush(stdout)
     }
     BufferPool.shared.trim(to: 0)
+}
+
+/// max |a − b| / max |b| and mean |a − b| / mean |b|: errors relative to the reference's scale (an elementwise ratio
+/// is meaningless where the reference crosses zero).
+func relativeErrors(_ a: [Float], _ b: [Float]) -> (max: Double, mean: Double) {
+    precondition(a.count == b.count && !a.isEmpty, "relativeErrors: \(a.count) against \(b.count) values")
+    var maxDiff = 0.0, sumDiff = 0.0, maxRef = 0.0, sumRef = 0.0
+    for (x, y) in zip(a, b) {
+        let d = Double(abs(x - y)), r = Double(abs(y))
+        maxDiff = max(maxDiff, d); sumDiff += d; maxRef = max(maxRef, r); sumRef += r
+    }
+    return (maxRef > 0 ? maxDiff / maxRef : maxDiff, sumRef > 0 ? sumDiff / sumRef : sumDiff)
 }
 
 /// One component with its inputs, ready to run a step.
@@ -85,6 +107,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         let model = try CLIPTextModelWithProjection(config)
         model.resetParameters(using: &rng)
         model.eval()
+        model.markParametersReadOnly()  // as a loaded model's
         // torch.randint(0, vocab_size, (2, 77)).
         let ids = (0..<2).map { _ in (0..<config.maxPositionEmbeddings).map { _ in Int.random(in: 0..<config.vocabSize, using: &rng) } }
         return KarloStep(params: model.parameterCount) { model(ids).lastHiddenState }
@@ -96,6 +119,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         let model = try CLIPVisionModelWithProjection(config)
         model.resetParameters(using: &rng)
         model.eval()
+        model.markParametersReadOnly()  // as a loaded model's
         let pixels = Tensor.randn([1, 3, 224, 224], using: &rng)
         return KarloStep(params: model.parameterCount) { model(pixels) }
     case "prior":
@@ -103,6 +127,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         let model = try PriorTransformer(config)
         model.resetParameters(using: &rng)
         model.eval()
+        model.markParametersReadOnly()  // as a loaded model's
         let b = 2, e = config.embeddingDim, n = config.numEmbeddings
         let sample = Tensor.randn([b, e], using: &rng), proj = Tensor.randn([b, e], using: &rng)
         let hidden = Tensor.randn([b, n, e], using: &rng)
@@ -115,6 +140,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         let model = try UNet2DConditionModel(config)
         model.resetParameters(using: &rng)
         model.eval()
+        model.markParametersReadOnly()  // as a loaded model's
         let b = 2, s = config.sampleSize, context = 4 + 77
         let sample = Tensor.randn([b, config.inChannels, s, s], using: &rng)
         let states = Tensor.randn([b, context, config.crossAttentionDim], using: &rng)
@@ -134,6 +160,7 @@ private func makeKarloStep(_ name: String) throws -> KarloStep {
         let model = try UNet2DModel(config)
         model.resetParameters(using: &rng)
         model.eval()
+        model.markParametersReadOnly()  // as a loaded model's
         let s = config.sampleSize
         let sample = Tensor.randn([1, config.inChannels, s, s], using: &rng)  // no guidance in super-resolution
         return KarloStep(params: model.parameterCount) { model(sample, timestep: timestep) }

@@ -24,6 +24,9 @@ struct Generate: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output PNG (with -n > 1: a grid, plus numbered files beside it).")
     var output = "unclip.png"
 
+    @Flag(help: "Print where the time went (start-up, reading the model directory, each component's loading and stage, writing) to stderr.")
+    var timings = false
+
     @Option(help: ArgumentHelp("Which decoder draws: unclip (the CLIP image embedding from the prior, and the caption) or glide (the model's GLIDE-style baseline, glide_decoder: the caption alone; no prior runs).", valueName: "unclip|glide"))
     var decoder: DecoderKind = .unclip
 
@@ -34,8 +37,11 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
+        let report = timings ? TimingReport() : nil
         try OutputPlan.images(at: output, count: sampling.n).check(inputs: [sampling.noise])
         let pipeline = try model.pipeline()
+        report?.mark("reading the model directory")
+        if let report { pipeline.timing = report.component }
         var options = try prior.applied(to: try sampling.options(for: pipeline), in: pipeline)
         options.decoder = decoder
         if decoder == .glide && !pipeline.hasBaselineDecoder {
@@ -44,8 +50,61 @@ struct Generate: ParsableCommand {
         var noise = try sampling.noiseSource()
         let progress = StageProgress(quiet: sampling.quiet)
         let start = Date()
+        report?.mark("checking options")
         let images = try pipeline.generate(prompts: [prompt], options: options, noise: &noise, progress: progress.handle)
+        report?.mark("stages (above) and the tokenizer")
         let files = try writeImages(images, to: output)
+        report?.mark("writing PNG")
         print("wrote \(files.joined(separator: ", ")) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
+        report?.print()
+    }
+}
+
+/// `--timings`: the seconds of each phase of one command, printed to stderr at the end.
+final class TimingReport {
+    private let clock = ContinuousClock()
+    private var last: ContinuousClock.Instant
+    private var lines: [String] = []
+    private var componentSeconds = 0.0
+
+    init() {
+        last = clock.now
+        if let age = processAge() { lines.append(String(format: "start-up (process start → command) %.3f s", age)) }
+    }
+
+    private func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+
+    /// The phase that ended now.
+    func mark(_ phase: String) {
+        let now = clock.now
+        var s = seconds(now - last)
+        last = now
+        if phase.hasPrefix("stages") {
+            s -= componentSeconds
+            lines.append(String(format: "tokenizer, conditioning and sampler arithmetic outside the components %.3f s", max(s, 0)))
+        } else {
+            lines.append(String(format: "%@ %.3f s", phase, s))
+        }
+    }
+
+    /// A pipeline's report of one component's load and stage.
+    func component(_ name: String, load: Double, run: Double) {
+        componentSeconds += load + run
+        lines.append(String(format: "%@: load %.3f s, stage %.3f s", name, load, run))
+    }
+
+    func print() {
+        FileHandle.standardError.write(Data(("timings:\n" + lines.map { "  " + $0 }.joined(separator: "\n") + "\n").utf8))
+    }
+
+    /// Seconds since this process started (Linux: /proc/self/stat's start time against /proc/uptime); nil elsewhere.
+    private func processAge() -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+              let uptime = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after the command name (which may contain spaces): state is field 3, starttime field 22.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 19, let ticks = Double(fields[19]), let up = Double(uptime.split(separator: " ")[0]) else { return nil }
+        return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }

@@ -12,12 +12,44 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Prefer this weight-file variant (e.g. fp16); fp32 files are used otherwise.", valueName: "name"))
     var variant: String?
 
-    func pipeline() throws -> UnCLIPPipeline {
-        if let model { return try UnCLIPPipeline(directory: URL(fileURLWithPath: model), variant: variant) }
-        guard let embedded = EmbeddedModel.url else {
-            throw ValidationError("this build has no embedded model (its resources are missing): pass --model DIR, a diffusers unCLIP directory such as Karlo")
+    @Option(help: ArgumentHelp("Arithmetic of convolutions and matrix products: fp32, bf16 (bf16 operands, fp32 accumulation; needs AVX-512 BF16 or AMX) or auto (bf16 where the CPU has it, else fp32).", valueName: "fp32|bf16|auto"))
+    var precision: PrecisionChoice = .fp32
+
+    func validate() throws {
+        if precision == .bf16 && !Precision.hardwareSupportsBF16 {
+            throw ValidationError("--precision bf16: this CPU has no bf16 dot-product instructions (AVX-512 BF16 or AMX); use --precision fp32 or auto")
         }
-        return try UnCLIPPipeline(directory: embedded, variant: variant)
+    }
+
+    func pipeline() throws -> UnCLIPPipeline {
+        let pipeline: UnCLIPPipeline
+        if let model {
+            pipeline = try UnCLIPPipeline(directory: URL(fileURLWithPath: model), variant: variant)
+        } else {
+            guard let embedded = EmbeddedModel.url else {
+                throw ValidationError("this build has no embedded model (its resources are missing): pass --model DIR, a diffusers unCLIP directory such as Karlo")
+            }
+            pipeline = try UnCLIPPipeline(directory: embedded, variant: variant)
+        }
+        try pipeline.use(precision: precision.resolved())
+        return pipeline
+    }
+}
+
+/// `--precision`: a precision, or `auto`.
+enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
+    case fp32, bf16, auto
+
+    /// The precision to run; `auto` says on stderr what it chose and why.
+    func resolved() -> Precision {
+        switch self {
+        case .fp32: return .fp32
+        case .bf16: return .bf16
+        case .auto:
+            let chosen = Precision.automatic
+            FileHandle.standardError.write(Data("precision: \(chosen) (auto: this CPU \(Precision.hardwareSupportsBF16 ? "has" : "has no") bf16 dot-product instructions)\n".utf8))
+            return chosen
+        }
     }
 }
 

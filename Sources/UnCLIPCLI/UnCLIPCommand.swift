@@ -100,13 +100,23 @@ struct Bench: ParsableCommand {
         @Option(help: "Threads for the engine and oneDNN (default: OMP_NUM_THREADS, else 2).")
         var threads = defaultBenchThreads
 
+        @Option(help: ArgumentHelp("Arithmetic of convolutions and matrix products (auto: bf16 where the CPU has it).", valueName: "fp32|bf16|auto"))
+        var precision: PrecisionChoice = .fp32
+
+        @Flag(help: "At bf16, also run one fp32 step after the timing and report the bf16 output's error against it.")
+        var compareFP32 = false
+
         func validate() throws {
             guard reps >= 1 else { throw ValidationError("--reps must be at least 1 (got \(reps))") }
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+            if precision == .bf16 && !Precision.hardwareSupportsBF16 {
+                throw ValidationError("--precision bf16: this CPU has no bf16 dot-product instructions (AVX-512 BF16 or AMX); use fp32 or auto")
+            }
         }
 
         func run() throws {
-            try runKarloBenchmark(components: components.isEmpty ? karloComponents : components, reps: reps, threads: threads)
+            try runKarloBenchmark(components: components.isEmpty ? karloComponents : components, reps: reps, threads: threads,
+                                  precision: precision.resolved(), compareFP32: compareFP32)
         }
     }
 }

@@ -163,6 +163,13 @@ open class Module {
         for p in parameters() { p.requiresGrad = flag }
     }
 
+    /// Declares every parameter final (inference): their storages become read-only (`TensorStorage.isReadOnly`), so
+    /// derived copies such as reordered and bf16 weights are reused without re-checking the values on each call, and
+    /// an optimizer given one of them refuses it. Model loaders call it; a module to be trained must not.
+    public func markParametersReadOnly() {
+        for p in parameters() { p.storage.markReadOnly() }
+    }
+
     /// Drops every parameter's accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
     public func zeroGrad() {
         for p in parameters() { p.grad = nil }

@@ -51,10 +51,10 @@ func dnnlDims(_ values: [Int]) -> [Int64] {
     return values.map { Int64($0) } + [Int64](repeating: 0, count: Int(DNNL_MAX_NDIMS) - values.count)
 }
 
-/// A plain (row-major) or `any` float32 memory descriptor.
-func dnnlMemoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t) throws -> dnnl_memory_desc_t {
+/// A plain (row-major) or `any` memory descriptor, float32 unless `type` says otherwise.
+func dnnlMemoryDesc(_ dims: [Int], _ tag: dnnl_format_tag_t, _ type: dnnl_data_type_t = dnnl_f32) throws -> dnnl_memory_desc_t {
     var md = dnnl_memory_desc_t()
-    try dnnlCheck(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), dnnlDims(dims), dnnl_f32, tag),
+    try dnnlCheck(dnnl_memory_desc_init_by_tag(&md, Int32(dims.count), dnnlDims(dims), type, tag),
                   "memory_desc_init_by_tag(\(dims))")
     return md
 }

@@ -1,12 +1,12 @@
 import CDNNL
-import Synchronization
 
 // 2-D convolution on oneDNN's direct convolution primitives (forward, backward data, backward weights).
 //
 // Tensors stay NCHW / OIHW (PyTorch layout). oneDNN runs fastest on its blocked layouts (nChw16c activations,
 // OIhw16i16o-style weights), so each call reorders inputs into the layout the implementation chose and the output
 // back; the reorders cost a few percent of the convolution (measured in docs/benchmarks.md), and this is also
-// what PyTorch does on CPU.
+// what PyTorch does on CPU. In bf16 inference (`Precision.bf16`) the same reorders convert the source and the weight
+// to bf16; the weight's bf16 copy is cached (`WeightCache`), the result is fp32.
 
 /// The geometry of one convolution problem; the primitive cache key.
 struct ConvGeometry {
@@ -26,24 +26,29 @@ struct ConvGeometry {
 }
 
 /// Forward primitive with the layouts it chose.
+///
+/// In bf16 the source and weights are bf16 (the reorders into the chosen layouts convert them), the bias and the
+/// destination fp32: oneDNN accumulates in fp32, so only the operands are rounded.
 final class ConvForward {
     let primitive: DNNLPrimitive
     let src, weights, dst: DNNLLayout
     let biasMD: dnnl_memory_desc_t
 
-    init(_ g: ConvGeometry) throws {
-        var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any)
-        var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any)
+    init(_ g: ConvGeometry, bf16: Bool = false) throws {
+        let operand = bf16 ? dnnl_bf16 : dnnl_f32
+        var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any, operand)
+        var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any, operand)
         var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any)
         var bias = try dnnlMemoryDesc([g.o], dnnl_x)
         var desc = dnnl_convolution_desc_t()
+        let kind = bf16 ? dnnl_forward_inference : dnnl_forward_training
         let status = g.hasBias
-            ? dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
+            ? dnnl_convolution_forward_desc_init(&desc, kind, dnnl_convolution_direct,
                                                  &srcAny, &wAny, &bias, &dstAny, g.strides, g.pads, g.pads)
-            : dnnl_convolution_forward_desc_init(&desc, dnnl_forward_training, dnnl_convolution_direct,
+            : dnnl_convolution_forward_desc_init(&desc, kind, dnnl_convolution_direct,
                                                  &srcAny, &wAny, nil, &dstAny, g.strides, g.pads, g.pads)
-        try dnnlCheck(status, "convolution_forward_desc_init(\(g.describe))")
-        primitive = try DNNLPrimitive(opDesc: &desc, what: g.describe)
+        try dnnlCheck(status, "convolution_forward_desc_init(\(g.describe)\(bf16 ? ", bf16" : ""))")
+        primitive = try DNNLPrimitive(opDesc: &desc, what: g.describe + (bf16 ? " (bf16)" : ""))
         biasMD = bias
         src = try DNNLLayout(plain: dnnlMemoryDesc(g.srcDims, dnnl_nchw), chosen: primitive.md(dnnl_query_src_md),
                              input: true, what: "src of \(g.describe)")
@@ -53,8 +58,8 @@ final class ConvForward {
                              input: false, what: "dst of \(g.describe)")
     }
 
-    static func cached(_ g: ConvGeometry) throws -> ConvForward {
-        try DNNL.cache.get("conv2d.fwd", g.key) { try ConvForward(g) }
+    static func cached(_ g: ConvGeometry, bf16: Bool = false) throws -> ConvForward {
+        try DNNL.cache.get(bf16 ? "conv2d.fwd.bf16" : "conv2d.fwd", g.key) { try ConvForward(g, bf16: bf16) }
     }
 }
 
@@ -123,121 +128,6 @@ final class ConvBackwardWeights {
     }
 }
 
-/// Convolution weights already reordered into oneDNN's blocked layout, kept between inference calls.
-///
-/// Reordering a large weight costs a sizeable fraction of a low-resolution convolution (docs/benchmarks.md, "Caching
-/// reordered convolution weights", has the figures). A weight is reused only while (a) its storage object is the same
-/// (a weak reference, so a freed and re-allocated block never matches), and (b) a checksum over every element still
-/// matches, which catches in-place writes (optimizer steps, EMA updates, `copyValues`) at the cost of one read pass.
-/// Weights being differentiated in a recorded graph are never cached, and small weights (under `minElements`) are
-/// reordered each time because that is cheaper than the bookkeeping.
-///
-/// The limit holds every convolution weight of one Karlo U-Net: with a smaller one the least-recently-used policy
-/// misses on every call of a U-Net step, which then pays the checksum, the reorder and a fresh allocation for each
-/// large weight. Entries of weights that were freed are dropped before each new reorder is allocated, so a pipeline
-/// that releases one stage's model before the next does not hold two models' reorders.
-final class ConvWeightCache: @unchecked Sendable {
-    static let shared = ConvWeightCache()
-    /// Weights with fewer elements are reordered every call.
-    static let minElements = 1 << 16
-    /// Most bytes of reordered weights kept (least recently used go first).
-    static let limitBytes = 3 << 30
-
-    private struct Key: Hashable {
-        let storage: ObjectIdentifier, offset: Int, layout: ObjectIdentifier
-    }
-    /// Only touched under the cache's lock; the reordered tensor is never written after it is made.
-    private struct Entry: @unchecked Sendable {
-        weak var storage: TensorStorage?
-        /// Held strongly so that its ObjectIdentifier in the key cannot be reused by another layout.
-        let layout: DNNLLayout
-        let checksum: UInt64
-        let reordered: Tensor
-        var lastUse: Int
-    }
-    private struct State {
-        var entries: [Key: Entry] = [:]
-        var bytes = 0
-        var clock = 0
-    }
-    private let state = Mutex(State())
-
-    /// Number of weights held.
-    var count: Int { state.withLock { $0.entries.count } }
-
-    /// Releases every cached weight.
-    func removeAll() { state.withLock { $0 = State() } }
-
-    /// `weight` in `layout`'s chosen format, from the cache when still valid.
-    func reordered(_ weight: Tensor, _ layout: DNNLLayout, what: String) throws -> Tensor {
-        guard layout.toChosen != nil, weight.count >= ConvWeightCache.minElements,
-              !(GradMode.isEnabled && weight.requiresGrad) else {
-            return try layout.input(weight, what: what)
-        }
-        let key = Key(storage: ObjectIdentifier(weight.storage), offset: weight.offset, layout: ObjectIdentifier(layout))
-        let sum = ConvWeightCache.checksum(weight)
-        let hit = state.withLock { s -> Tensor? in
-            guard var e = s.entries[key] else { return nil }
-            guard e.storage === weight.storage, e.layout === layout, e.checksum == sum else {
-                s.bytes -= e.reordered.count * 4
-                s.entries[key] = nil
-                return nil
-            }
-            s.clock += 1
-            e.lastUse = s.clock
-            s.entries[key] = e
-            return e.reordered
-        }
-        if let hit { return hit }
-        // Drop entries whose storage is gone before allocating, so their memory can serve this reorder.
-        state.withLock { s in
-            for (k, e) in s.entries where e.storage == nil { s.bytes -= e.reordered.count * 4; s.entries[k] = nil }
-        }
-        let fresh = try layout.input(weight, what: what)
-        state.withLock { s in
-            s.clock += 1
-            s.entries[key] = Entry(storage: weight.storage, layout: layout, checksum: sum, reordered: fresh, lastUse: s.clock)
-            s.bytes += fresh.count * 4
-            // Then the least recently used until under the limit.
-            while s.bytes > ConvWeightCache.limitBytes, let oldest = s.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
-                s.bytes -= oldest.value.reordered.count * 4
-                s.entries[oldest.key] = nil
-            }
-        }
-        return fresh
-    }
-
-    /// A position-sensitive checksum of every element's bits (Fletcher-style sums per SIMD lane, per fixed block,
-    /// folded in block order so the result does not depend on the thread count).
-    static func checksum(_ t: Tensor) -> UInt64 {
-        let block = 1 << 16
-        let blocks = (t.count + block - 1) / block
-        var sums = [UInt64](repeating: 0, count: blocks)
-        let p = UnsafeRawPointer(t.data), n = t.count
-        sums.withUnsafeMutableBufferPointer { out in
-            let o = out.baseAddress!
-            parallelFor(blocks, grain: 16) { r in
-                for b in r {
-                    let lo = b * block, hi = Swift.min(n, lo + block)
-                    var s1 = SIMD16<UInt32>(repeating: 0), s2 = SIMD16<UInt32>(repeating: 0)
-                    var i = lo
-                    while i + 16 <= hi {
-                        s1 &+= p.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<UInt32>.self)
-                        s2 &+= s1
-                        i += 16
-                    }
-                    var tail: UInt64 = 0
-                    while i < hi { tail = tail &* 31 &+ UInt64(p.load(fromByteOffset: i * 4, as: UInt32.self)); i += 1 }
-                    var h: UInt64 = tail
-                    for l in 0..<16 { h = (h &* 0x100000001B3) ^ (UInt64(s1[l]) << 32 | UInt64(s2[l])) }
-                    o[b] = h
-                }
-            }
-        }
-        return sums.reduce(UInt64(n)) { ($0 &* 0x9E3779B97F4A7C15) ^ $1 }
-    }
-}
-
 @inline(__always) private func raw(_ t: Tensor) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(t.data) }
 
 extension Tensor {
@@ -258,11 +148,12 @@ extension Tensor {
                      "conv2d: kernel \(geo.kh)×\(geo.kw) larger than padded input \(shape[2])×\(shape[3]) (padding \(padding))")
         let x = self
         let out = Tensor(uninitializedShape: geo.dstDims)
+        let bf16 = Precision.bf16Applies(x, weight, bias)
         dnnlMust {
-            let fwd = try ConvForward.cached(geo)
+            let fwd = try ConvForward.cached(geo, bf16: bf16)
             let what = geo.describe
             let xs = try fwd.src.input(x, what: what)
-            let ws = try ConvWeightCache.shared.reordered(weight, fwd.weights, what: what)
+            let ws = try WeightCache.shared.reordered(weight, fwd.weights, what: what)
             let ys = fwd.dst.outputBuffer(out)
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, fwd.src.chosen, raw(xs)), (DNNL_ARG_WEIGHTS, fwd.weights.chosen, raw(ws)),
@@ -284,7 +175,7 @@ extension Tensor {
                     let result = Tensor(uninitializedShape: x.shape)
                     let gs = try bd.diffDst.input(g, what: what)
                     reorderedG = (bd.diffDst.chosen, gs)
-                    // Not through ConvWeightCache: backward runs in training, where the weight changes every step.
+                    // Not through WeightCache: backward runs in training, where the weight changes every step.
                     let ws = try bd.weights.input(weight, what: what)
                     let buf = bd.diffSrc.outputBuffer(result)
                     try bd.primitive.execute([(DNNL_ARG_DIFF_DST, bd.diffDst.chosen, raw(gs)),

@@ -2,7 +2,8 @@ import CDNNL
 
 // Matrix products on oneDNN. `dnnl_sgemm` (row-major, fp32) serves untransposed products and every small one; a
 // Linear layer's transposed `[out, in]` weight runs faster on the matmul primitive (brgemm kernels), which also adds
-// the bias in the same pass. Measured per shape on this machine; see docs/benchmarks.md.
+// the bias in the same pass. Measured per shape on this machine; see docs/benchmarks.md. In bf16 inference the
+// primitive path takes bf16 operands (fp32 accumulation); the sgemm paths, batched products included, stay fp32.
 
 /// Row-major single-precision GEMM kernels shared by matmul, linear and attention.
 enum GEMM {
@@ -78,34 +79,46 @@ enum GEMM {
 }
 
 /// A cached oneDNN matmul primitive for `[m, k] × [n, k]ᵀ (+ bias [n]) → [m, n]`, all row-major.
+///
+/// In bf16 the source is converted per call and the weight once into the layout the primitive chose (cached in
+/// `WeightCache`); bias, accumulation and result stay fp32.
 final class LinearPrimitive {
     let primitive: DNNLPrimitive
-    let src, weights, bias, dst: dnnl_memory_desc_t
+    let bias, dst: dnnl_memory_desc_t
+    let src, weights: DNNLLayout
 
     /// Products from this many flops up use the primitive; below it sgemm's lower call overhead wins.
     static let minFlops = 8_000_000
 
-    init(m: Int, n: Int, k: Int, hasBias: Bool) throws {
-        var src = try dnnlMemoryDesc([m, k], dnnl_ab)
-        var weights = try dnnlMemoryDesc([k, n], dnnl_ba)  // the [n, k] weight read as its transpose
+    init(m: Int, n: Int, k: Int, hasBias: Bool, bf16: Bool) throws {
+        let what = "matmul [\(m), \(k)] × [\(n), \(k)]ᵀ" + (bf16 ? " (bf16)" : "")
+        let plainSrc = try dnnlMemoryDesc([m, k], dnnl_ab)
+        let plainWeights = try dnnlMemoryDesc([k, n], dnnl_ba)  // the [n, k] weight read as its transpose
+        var src = bf16 ? try dnnlMemoryDesc([m, k], dnnl_ab, dnnl_bf16) : plainSrc
+        var weights = bf16 ? try dnnlMemoryDesc([k, n], dnnl_format_tag_any, dnnl_bf16) : plainWeights
         var bias = try dnnlMemoryDesc([1, n], dnnl_ab)
         var dst = try dnnlMemoryDesc([m, n], dnnl_ab)
         var desc = dnnl_matmul_desc_t()
-        let what = "matmul [\(m), \(k)] × [\(n), \(k)]ᵀ"
         try dnnlCheck(hasBias ? dnnl_matmul_desc_init(&desc, &src, &weights, &bias, &dst)
                               : dnnl_matmul_desc_init(&desc, &src, &weights, nil, &dst), "matmul_desc_init(\(what))")
         primitive = try DNNLPrimitive(opDesc: &desc, what: what)
-        (self.src, self.weights, self.bias, self.dst) = (src, weights, bias, dst)
+        self.src = try DNNLLayout(plain: plainSrc, chosen: primitive.md(dnnl_query_src_md), input: true, what: "src of " + what)
+        self.weights = try DNNLLayout(plain: plainWeights, chosen: primitive.md(dnnl_query_weights_md), input: true,
+                                      what: "weights of " + what)
+        (self.bias, self.dst) = (bias, dst)
     }
 
     /// out = x · wᵀ (+ bias).
-    static func run(m: Int, n: Int, k: Int, x: Tensor, w: Tensor, bias: Tensor?, out: Tensor) {
+    static func run(m: Int, n: Int, k: Int, x: Tensor, w: Tensor, bias: Tensor?, out: Tensor, bf16: Bool) {
         dnnlMust {
-            let p = try DNNL.cache.get("linear.matmul", [m, n, k, bias == nil ? 0 : 1]) {
-                try LinearPrimitive(m: m, n: n, k: k, hasBias: bias != nil)
+            let p = try DNNL.cache.get(bf16 ? "linear.matmul.bf16" : "linear.matmul", [m, n, k, bias == nil ? 0 : 1]) {
+                try LinearPrimitive(m: m, n: n, k: k, hasBias: bias != nil, bf16: bf16)
             }
+            let xs = try p.src.input(x, what: "linear")
+            let ws = try WeightCache.shared.reordered(w, p.weights, what: "linear")
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
-                (DNNL_ARG_SRC, p.src, UnsafeMutableRawPointer(x.data)), (DNNL_ARG_WEIGHTS, p.weights, UnsafeMutableRawPointer(w.data)),
+                (DNNL_ARG_SRC, p.src.chosen, UnsafeMutableRawPointer(xs.data)),
+                (DNNL_ARG_WEIGHTS, p.weights.chosen, UnsafeMutableRawPointer(ws.data)),
                 (DNNL_ARG_DST, p.dst, UnsafeMutableRawPointer(out.data)),
             ]
             if let bias { args.append((DNNL_ARG_BIAS, p.bias, UnsafeMutableRawPointer(bias.data))) }
@@ -153,7 +166,8 @@ extension Tensor {
         let out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outF])
         let po = out.data
         if 2 * rows * outF * inF >= LinearPrimitive.minFlops {
-            LinearPrimitive.run(m: rows, n: outF, k: inF, x: x, w: weight, bias: bias, out: out)
+            LinearPrimitive.run(m: rows, n: outF, k: inF, x: x, w: weight, bias: bias, out: out,
+                                bf16: Precision.bf16Applies(x, weight, bias))
         } else {
             if let bias {
                 // Start every row at the bias, then accumulate the product into it (beta = 1).

@@ -38,6 +38,15 @@ public final class TensorStorage: @unchecked Sendable {
     deinit {
         pool?.give(base, count)
     }
+
+    /// Whether the values are final: set on the weights of a model loaded for inference, so caches derived from them
+    /// (reordered and bf16 weights, `WeightCache`) are reused without re-reading them to check they did not change.
+    /// Writing a read-only storage is a programming error (the optimizers refuse its tensors).
+    public var isReadOnly: Bool { readOnly.load(ordering: .acquiring) }
+    private let readOnly = Atomic<Bool>(false)
+
+    /// Marks the values final (see `isReadOnly`); there is no way back.
+    public func markReadOnly() { readOnly.store(true, ordering: .releasing) }
 }
 
 /// A size-bucketed cache of 64-byte-aligned buffers.

@@ -132,6 +132,7 @@ public final class Tensor: CustomStringConvertible {
     /// Copies `other`'s values into this tensor's memory (same element count).
     public func copyValues(from other: Tensor) {
         precondition(other.count == count, "copyValues: \(other.count) elements into \(count)")
+        precondition(!storage.isReadOnly, "copyValues: this tensor's storage is read-only (a model loaded for inference); assign a copy instead")
         data.update(from: other.data, count: count)
     }
 

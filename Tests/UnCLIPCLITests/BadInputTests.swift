@@ -78,6 +78,19 @@ final class BadInputTests: XCTestCase {
         assertOutcome(try generate(Self.karlo, ["--seed", "18446744073709551615"]), .success)
     }
 
+    /// `--precision`: an unknown value is a usage error naming the flag and the choices; bf16 and auto run (on the
+    /// tiny Karlo-structured pipeline) where the CPU has bf16, and bf16 is refused before any weights load where not.
+    func testPrecisionChoices() throws {
+        assertOutcome(["generate", "x", "--model", "/nonexistent/model", "--precision", "fp16"], .usage, ["--precision", "bf16"])
+        assertOutcome(try generate(Self.karlo, ["--precision", "auto"]), .success)
+        if Precision.hardwareSupportsBF16 {
+            assertOutcome(try generate(Self.karlo, ["--precision", "bf16"]), .success)
+        } else {
+            assertOutcome(["generate", "x", "--model", "/nonexistent/model", "--precision", "bf16"], .usage, ["bf16", "fp32"])
+        }
+        assertOutcome(["bench", "karlo", "--components", "decoder", "--precision", "half"], .usage, ["--precision"])
+    }
+
     func testStepsAboveTheModelsTrainingTimestepsNameTheFlagBeforeAnyWeightLoads() throws {
         let dir = try model(editing: "decoder_scheduler/scheduler_config.json") { $0["num_train_timesteps"] = 50 }
         try FileManager.default.removeItem(atPath: dir + "/decoder")  // would fail if anything tried to load it

@@ -88,6 +88,24 @@ final class OptimizerTests: XCTestCase {
         XCTAssertNotEqual(layer.weight.toArray(), [1, 1])
     }
 
+    /// A model loaded for inference has read-only weights (the engine then skips re-checking its cached copies);
+    /// training it again starts from writable copies, leaving the loaded memory read-only and unchanged.
+    func testAdamWTrainsReadOnlyWeightsThroughCopies() {
+        let layer = Linear(2, 1)
+        layer.markParametersReadOnly()
+        let loaded = layer.weight.storage
+        XCTAssertTrue(loaded.isReadOnly)
+        layer.requiresGrad()
+        let opt = AdamW(layer, learningRate: 0.1)
+        XCTAssertFalse(layer.weight.storage.isReadOnly)
+        XCTAssertFalse(layer.weight.storage === loaded)
+        let before = Array(UnsafeBufferPointer(start: loaded.base, count: loaded.count))
+        layer.weight.grad = .ones([1, 2]); layer.bias!.grad = .ones([1])
+        opt.step()
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: loaded.base, count: loaded.count)), before)
+        XCTAssertNotEqual(layer.weight.toArray(), before)
+    }
+
     // MARK: Gradient clipping
 
     func testClipGradNormByHand() {

@@ -36,6 +36,8 @@ final class EmbeddedModelTests: XCTestCase {
             XCTAssertTrue(dir.has(name), name)
         }
         XCTAssertEqual(try dir.loadDecoder().config.outChannels, 6)
+        // Loaded for inference: final weights, whose reordered and bf16 copies the engine keeps without re-checking.
+        XCTAssertTrue(try dir.loadDecoder().parameters().allSatisfy { $0.storage.isReadOnly })
         _ = try dir.loadTextEncoder(); _ = try dir.loadImageEncoder(); _ = try dir.loadPrior()
         _ = try dir.loadTextProj(); _ = try dir.loadSuperRes("super_res_first")
     }
@@ -102,5 +104,46 @@ final class EmbeddedModelTests: XCTestCase {
         // 95 % of one-object and 92 % of two-object images are right (docs/evaluation.md); the README's prompt is one
         // of the harder captions (7 of seeds 0–7): allow one miss among the six.
         XCTAssertLessThanOrEqual(wrong.count, 1, "\(wrong)")
+    }
+
+    /// bf16 (`Precision.bf16`) draws what fp32 draws: each stage's output of one seeded run at both precisions, the
+    /// errors printed (docs/benchmarks-karlo.md quotes them) and bounded; the fp32 run is the reference image's.
+    func testBF16StagesStayCloseToFP32() throws {
+        try XCTSkipUnless(Precision.hardwareSupportsBF16, "this CPU has no avx512_bf16 / AMX")
+        let pipeline = try pipeline()
+        var o = Self.options
+        o.imagesPerPrompt = 4
+        func run(_ precision: Precision) throws -> [String: Tensor] {
+            try pipeline.use(precision: precision)
+            var outputs: [String: Tensor] = [:]
+            pipeline.trace = { name, t in outputs[name] = t.clone() }
+            defer { pipeline.trace = nil }
+            var noise = SeededNoise(seed: 7)
+            _ = try pipeline.generate(prompts: ["a red circle above a blue square"], options: o, noise: &noise)
+            return outputs
+        }
+        let fp32 = try run(.fp32), bf16 = try run(.bf16)
+        try pipeline.use(precision: .fp32)
+        // The embedded text encoder's products are all below the size where the engine leaves sgemm for the oneDNN
+        // matmul primitive (and bf16 with it): it is fp32 at either precision.
+        for name in ["prompt_embeds", "text_encoder_hidden_states"] {
+            XCTAssertEqual(try XCTUnwrap(bf16[name], name).toArray(), try XCTUnwrap(fp32[name], name).toArray(), name)
+        }
+        // Stage outputs and the bound on max |Δ| / max |fp32| (mean |Δ| / mean |fp32| must be a tenth of it).
+        let stages: [(String, Double)] = [("image_embeddings", 0.05), ("image_small", 0.2), ("image", 0.2)]
+        for (name, bound) in stages {
+            let a = try XCTUnwrap(bf16[name], name).toArray(), b = try XCTUnwrap(fp32[name], name).toArray()
+            XCTAssertEqual(a.count, b.count, name)
+            var maxD = 0.0, sumD = 0.0, maxR = 0.0, sumR = 0.0
+            for (x, y) in zip(a, b) {
+                maxD = max(maxD, Double(abs(x - y))); sumD += Double(abs(x - y))
+                maxR = max(maxR, Double(abs(y))); sumR += Double(abs(y))
+            }
+            let maxRel = maxD / maxR, meanRel = sumD / sumR
+            print("bf16 against fp32, \(name): max rel \(String(format: "%.2e", maxRel)), mean rel \(String(format: "%.2e", meanRel))")
+            XCTAssertLessThan(maxRel, bound, name)
+            XCTAssertLessThan(meanRel, bound / 10, name)
+            XCTAssertGreaterThan(maxRel, 0, "\(name): bf16 left no trace; did it run?")
+        }
     }
 }

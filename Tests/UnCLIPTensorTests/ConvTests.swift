@@ -63,13 +63,13 @@ final class ConvTests: XCTestCase {
     func testWeightCacheSeesInPlaceWrites() {
         var rng = SimpleLCG(seed: 24)
         let w = rng.tensor([256, 512, 3, 3], scale: 0.05)
-        XCTAssertGreaterThanOrEqual(w.count, ConvWeightCache.minElements)
+        XCTAssertGreaterThanOrEqual(w.count, WeightCache.minElements)
         let x = rng.tensor([1, 512, 3, 3])
         withNoGrad {
             let first = x.conv2d(weight: w, bias: nil, padding: 1)
             let again = x.conv2d(weight: w, bias: nil, padding: 1)
             XCTAssertEqual(first.toArray(), again.toArray())
-            XCTAssertGreaterThanOrEqual(ConvWeightCache.shared.count, 1)
+            XCTAssertGreaterThanOrEqual(WeightCache.shared.count, 1)
             w.data[w.count / 2 + 7] += 3  // one weight of output channel 128
             let changed = x.conv2d(weight: w, bias: nil, padding: 1)
             let fresh = x.conv2d(weight: w.clone(), bias: nil, padding: 1)

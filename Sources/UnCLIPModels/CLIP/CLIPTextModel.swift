@@ -68,10 +68,11 @@ public final class CLIPTextModelWithProjection: Module {
         let hidden = text_model.final_layer_norm(x)  // [B, L, D]
 
         // Pooling. Matches transformers: with the legacy eos_token_id == 2 the EOS position is argmax(ids) (EOS has
-        // the largest id); otherwise the first position holding eos_token_id.
+        // the largest id); otherwise the first position holding eos_token_id, and position 0 when none does
+        // (`(ids == eos).int().argmax(-1)`: a text encoder whose config names another EOS than its tokenizer's).
         let positions = ids.map { row -> Int in
             if config.eosTokenId == 2 { return row.indices.max { row[$0] < row[$1] }! }  // the first maximum, like torch.argmax
-            return row.firstIndex(of: config.eosTokenId) ?? (row.count - 1)
+            return row.firstIndex(of: config.eosTokenId) ?? 0
         }
         let d = hidden.shape[2]
         let pooled = hidden.reshaped([-1, d]).gatherRows(positions.enumerated().map { $0.offset * l + $0.element })

@@ -141,6 +141,9 @@ public struct PipelineDirectory: Sendable {
             let model = try make(try file(component, "config.json"))
             try model.load(try weights(component, variant: variant), ignoring: ignoring)
             model.eval()
+            // Loaded weights are final until something assigns new storage (an optimizer gives each parameter its
+            // own copy), so the engine's reordered and bf16 copies of them need no per-call check.
+            model.markParametersReadOnly()
             return model
         } catch let error as PipelineLoadError {
             throw error

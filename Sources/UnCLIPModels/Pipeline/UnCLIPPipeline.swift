@@ -267,6 +267,22 @@ public final class UnCLIPPipeline {
     }
     /// Called with (name, tensor) for every intermediate (names as in the parity fixtures); nil in normal use.
     public var trace: ((String, Tensor) -> Void)?
+    /// Called after each use of a component with its name, the seconds spent loading it (0 when it was kept loaded)
+    /// and the seconds its stage then ran; nil in normal use (`unclip generate --timings`).
+    public var timing: ((_ component: String, _ loadSeconds: Double, _ runSeconds: Double) -> Void)?
+    /// The arithmetic of the stages' convolutions and large matrix products: fp32 (the reference, the default) or
+    /// bf16 operands with fp32 accumulation (`Precision`). Norms, softmax, attention, embeddings and the samplers stay
+    /// fp32 in both. Set with `use(precision:)`.
+    public private(set) var precision: Precision = .fp32
+
+    /// Runs the stages at `precision` from the next call on; bf16 needs a CPU with bf16 instructions
+    /// (`Precision.hardwareSupportsBF16`), since oneDNN's emulation elsewhere is slower than fp32 or missing.
+    public func use(precision: Precision) throws {
+        if precision == .bf16 && !Precision.hardwareSupportsBF16 {
+            throw PipelineArgumentError("bf16 needs a CPU with bf16 dot-product instructions (AVX-512 BF16 or AMX) and this one has neither; use fp32")
+        }
+        self.precision = precision
+    }
 
     public let tokenizer: CLIPTokenizer
     let components: UnCLIPComponents
@@ -306,9 +322,9 @@ public final class UnCLIPPipeline {
     /// Returns the scratch memory cached for reuse to the system (the next run allocates afresh).
     public func releaseScratchMemory() { memory.trim(to: 0) }
 
-    /// Runs `body` as inference: no graph, this pipeline's scratch memory.
+    /// Runs `body` as inference: no graph, this pipeline's scratch memory and precision.
     func inference<R>(_ body: () throws -> R) rethrows -> R {
-        try memory.withPool { try withNoGrad(body) }
+        try memory.withPool { try withNoGrad { try withPrecision(precision, body) } }
     }
 
     /// Uses a component for the duration of `body`, releasing it and the stage's scratch memory afterwards unless
@@ -320,7 +336,16 @@ public final class UnCLIPPipeline {
                 memory.trim(to: 0)
             }
         }
-        return try component.use(keep: keepLoaded, body)
+        guard let timing else { return try component.use(keep: keepLoaded, body) }
+        let clock = ContinuousClock(), start = clock.now
+        var loaded = start
+        let result = try component.use(keep: keepLoaded) { value in
+            loaded = clock.now
+            return try body(value)
+        }
+        func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
+        timing(component.name, seconds(loaded - start), seconds(clock.now - loaded))
+        return result
     }
 
     func releaseComponents() {
