@@ -52,7 +52,7 @@ struct Generate: ParsableCommand {
         let start = Date()
         report?.mark("checking options")
         let images = try pipeline.generate(prompts: [prompt], options: options, noise: &noise, progress: progress.handle)
-        report?.mark("stages (above) and the tokenizer")
+        report?.markOutsideComponents()
         let files = try writeImages(images, to: output)
         report?.mark("writing PNG")
         print("wrote \(files.joined(separator: ", ")) in \(ProgressBar.format(Date().timeIntervalSince(start)))")
@@ -74,17 +74,20 @@ final class TimingReport {
 
     private func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18 }
 
-    /// The phase that ended now.
-    func mark(_ phase: String) {
+    /// Seconds since the last mark.
+    private func lap() -> Double {
         let now = clock.now
-        var s = seconds(now - last)
-        last = now
-        if phase.hasPrefix("stages") {
-            s -= componentSeconds
-            lines.append(String(format: "tokenizer, conditioning and sampler arithmetic outside the components %.3f s", max(s, 0)))
-        } else {
-            lines.append(String(format: "%@ %.3f s", phase, s))
-        }
+        defer { last = now }
+        return seconds(now - last)
+    }
+
+    /// The phase that ended now.
+    func mark(_ phase: String) { lines.append(String(format: "%@ %.3f s", phase, lap())) }
+
+    /// The pipeline run that ended now, less what its components reported (their lines are already in).
+    func markOutsideComponents() {
+        let s = lap() - componentSeconds
+        lines.append(String(format: "tokenizer, conditioning and sampler arithmetic outside the components %.3f s", max(s, 0)))
     }
 
     /// A pipeline's report of one component's load and stage.

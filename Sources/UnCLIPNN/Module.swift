@@ -163,9 +163,10 @@ open class Module {
         for p in parameters() { p.requiresGrad = flag }
     }
 
-    /// Declares every parameter final (inference): their storages become read-only (`TensorStorage.isReadOnly`), so
-    /// derived copies such as reordered and bf16 weights are reused without re-checking the values on each call, and
-    /// an optimizer given one of them refuses it. Model loaders call it; a module to be trained must not.
+    /// Declares every parameter's current values final (inference): their storages become read-only
+    /// (`TensorStorage.isReadOnly`), so derived copies such as reordered and bf16 weights are reused without
+    /// re-checking the values on each call. Model loaders call it. Training such a module later is fine: an optimizer
+    /// first gives each parameter a writable copy of its own; writing the read-only memory in place is not.
     public func markParametersReadOnly() {
         for p in parameters() { p.storage.markReadOnly() }
     }

@@ -26,11 +26,12 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     /// What `auto` means here: bf16 where the CPU computes it natively, else fp32.
     public static var automatic: Precision { hardwareSupportsBF16 ? .bf16 : .fp32 }
 
-    /// Whether an op on `inputs` runs in bf16 now: bf16 is current and no input is being differentiated.
+    /// Whether an op on `x`, `weight` and `bias` runs in bf16 now: bf16 is current and no input is being
+    /// differentiated. (Three parameters, not a variadic list: this runs on every convolution and linear call.)
     @inline(__always)
-    static func bf16Applies(_ inputs: Tensor?...) -> Bool {
+    static func bf16Applies(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Bool {
         guard current == .bf16 else { return false }
-        return !GradMode.isEnabled || !inputs.contains { $0?.requiresGrad ?? false }
+        return !GradMode.isEnabled || !(x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
     }
 }
 

@@ -41,7 +41,8 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Whether the values are final: set on the weights of a model loaded for inference, so caches derived from them
     /// (reordered and bf16 weights, `WeightCache`) are reused without re-reading them to check they did not change.
-    /// Writing a read-only storage is a programming error (the optimizers refuse its tensors).
+    /// Writing a read-only storage in place is a programming error (`copyValues` refuses it; the optimizers assign
+    /// writable copies before their first step).
     public var isReadOnly: Bool { readOnly.load(ordering: .acquiring) }
     private let readOnly = Atomic<Bool>(false)
 
