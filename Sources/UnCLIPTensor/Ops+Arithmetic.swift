@@ -3,7 +3,8 @@
 
 extension Tensor {
     public static func + (a: Tensor, b: Tensor) -> Tensor {
-        broadcastBinary(a, b, +).recorded("add", [a, b]) { g, _ in [g, g] }
+        if let blocked = blockedSum(a, b) { return blocked }  // a residual sum of convolution outputs (inference)
+        return broadcastBinary(a, b, +).recorded("add", [a, b]) { g, _ in [g, g] }
     }
 
     public static func - (a: Tensor, b: Tensor) -> Tensor {

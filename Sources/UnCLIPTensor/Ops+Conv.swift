@@ -147,21 +147,36 @@ extension Tensor {
         precondition(shape[2] + 2 * padding >= geo.kh && shape[3] + 2 * padding >= geo.kw,
                      "conv2d: kernel \(geo.kh)×\(geo.kw) larger than padded input \(shape[2])×\(shape[3]) (padding \(padding))")
         let x = self
-        let out = Tensor(uninitializedShape: geo.dstDims)
         let bf16 = Precision.bf16Applies(x, weight, bias)
-        dnnlMust {
+        let recording = GradMode.isEnabled && (x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
+        let out: Tensor = dnnlMust {
             let fwd = try ConvForward.cached(geo, bf16: bf16)
             let what = geo.describe
-            let xs = try fwd.src.input(x, what: what)
+            // An input still in a blocked layout is used as it is, or reordered straight into the chosen one.
+            let xs: Tensor
+            if let xb = x.blockedValues {
+                xs = BlockedValues.same(xb.md, fwd.src.chosen)
+                    ? xb.buffer : try LayoutReorder.cached(from: xb.md, to: fwd.src.chosen).run(xb.buffer.data)
+            } else {
+                xs = try fwd.src.input(x, what: what)
+            }
             let ws = try WeightCache.shared.reordered(weight, fwd.weights, what: what)
-            let ys = fwd.dst.outputBuffer(out)
+            // In inference the output stays in the chosen layout (BlockedLayout.swift) until an op needs row-major.
+            let keepBlocked = !recording && Engine.persistentLayouts && fwd.dst.toPlain != nil
+            let plainOut = keepBlocked ? nil : Tensor(uninitializedShape: geo.dstDims)
+            let ys = plainOut.map { fwd.dst.outputBuffer($0) } ?? Tensor(uninitializedShape: [(fwd.dst.chosenBytes + 3) / 4])
             var args: [(Int32, dnnl_memory_desc_t, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, fwd.src.chosen, raw(xs)), (DNNL_ARG_WEIGHTS, fwd.weights.chosen, raw(ws)),
                 (DNNL_ARG_DST, fwd.dst.chosen, raw(ys)),
             ]
             if let bias { args.append((DNNL_ARG_BIAS, fwd.biasMD, raw(bias))) }
             try fwd.primitive.execute(args, what: what)
-            try fwd.dst.finish(ys, into: out, what: what)
+            guard let plainOut else {
+                return Tensor(shape: geo.dstDims, blocked: BlockedValues(md: fwd.dst.chosen, plainMD: fwd.dst.plain,
+                                                                         buffer: ys, toPlain: fwd.dst.toPlain!))
+            }
+            try fwd.dst.finish(ys, into: plainOut, what: what)
+            return plainOut
         }
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return out.recorded("conv2d", inputs) { g, _ in

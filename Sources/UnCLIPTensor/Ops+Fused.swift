@@ -28,6 +28,10 @@ extension Tensor {
         precondition(groups > 0 && c % groups == 0, "groupNormConditioned: \(c) channels do not split into \(groups) groups")
         if let weight { precondition(weight.shape == [c], "groupNormConditioned: weight \(weight.shape) for \(c) channels") }
         if let bias { precondition(bias.shape == [c], "groupNormConditioned: bias \(bias.shape) for \(c) channels") }
+        if let blocked = groupNormConditionedBlocked(groups: groups, weight: weight, bias: bias, eps: eps,
+                                                     inputShift: inputShift, scale: scale, shift: shift, silu: silu) {
+            return blocked
+        }
         let spatial = shape[2...].reduce(1, *)
         let cg = c / groups, groupSize = cg * spatial
         let out = Tensor(uninitializedShape: shape)

@@ -78,6 +78,7 @@ extension Tensor {
         }
         var outShape = first.shape
         outShape[ax] = ts.reduce(0) { $0 + $1.shape[ax] }
+        if ax == 1, let blocked = blockedConcat(ts, shape: outShape) { return blocked }  // an up block's skip (inference)
         let out = Tensor(uninitializedShape: outShape)
         let outer = first.shape[..<ax].reduce(1, *), inner = first.shape[(ax + 1)...].reduce(1, *)
         let runs = ts.map { $0.shape[ax] * inner }, rowLength = outShape[ax] * inner

@@ -36,8 +36,24 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit {
-        pool?.give(base, count)
+        if let pool { if bypassPool.load(ordering: .relaxed) { free(base) } else { pool.give(base, count) } }
     }
+
+    /// For memory that is being given up for good (a weight that now lives only in its reordered form): pooled
+    /// memory goes straight back to the system when the storage is freed instead of into the pool's cache, and the
+    /// resident pages of borrowed, file-backed memory (a memory-mapped weight file) are handed back now (they come
+    /// back from the file if read again).
+    func discardWhenReleased() {
+        if pool != nil { bypassPool.store(true, ordering: .relaxed); return }
+        guard owner != nil, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: base) + page - 1) / page * page
+        let end = (Int(bitPattern: base) + count * 4) / page * page
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
+
+    /// No elements: what a tensor whose values are still blocked views until it is made row-major.
+    static let empty = TensorStorage(borrowing: UnsafeMutablePointer<Float>.allocate(capacity: 1), count: 0, owner: nil)
 
     /// Whether the values are final: set on the weights of a model loaded for inference, so caches derived from them
     /// (reordered and bf16 weights, `WeightCache`) are reused without re-reading them to check they did not change.
@@ -45,6 +61,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// writable copies before their first step).
     public var isReadOnly: Bool { readOnly.load(ordering: .acquiring) }
     private let readOnly = Atomic<Bool>(false)
+    private let bypassPool = Atomic<Bool>(false)
 
     /// Marks the values final (see `isReadOnly`); there is no way back.
     public func markReadOnly() { readOnly.store(true, ordering: .releasing) }

@@ -1,16 +1,27 @@
+import Synchronization
+
 /// A Float32 tensor of any rank, stored contiguously in row-major order.
 ///
 /// Tensors are reference types: the graph of a differentiable computation links them. Views share storage
 /// where it is cheap (`reshaped`, slices along the first axis); other layout changes copy.
+///
+/// In inference a convolution's output may exist only in oneDNN's blocked layout (`BlockedValues`, see
+/// BlockedLayout.swift): the ops that read that layout (convolution, the fused group norm, same-shape addition) use
+/// it as it is, and the first access to `data` or `storage` by anything else converts it to row-major order, once.
 public final class Tensor: CustomStringConvertible {
     /// The extent of each axis, outermost first.
     public let shape: [Int]
     /// Number of elements.
     public let count: Int
     /// The memory this tensor views. Replaced only by `assign(_:)` (loading weights into a parameter).
-    public private(set) var storage: TensorStorage
+    public var storage: TensorStorage { makePlain(); return plainStorage }
     /// Element offset of this view into `storage`.
-    public private(set) var offset: Int
+    public var offset: Int { makePlain(); return plainOffset }
+    private var plainStorage: TensorStorage
+    private var plainOffset: Int
+    /// The values in a blocked layout, while they exist only there (`hasBlocked` says so without the lock).
+    private var blocked: BlockedValues?
+    private let hasBlocked: Atomic<Bool>
 
     /// Whether gradients flow to this tensor. Set on parameters and on inputs you differentiate.
     public var requiresGrad: Bool
@@ -26,8 +37,21 @@ public final class Tensor: CustomStringConvertible {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative extent in shape \(shape)")
         self.shape = shape
         self.count = shape.reduce(1, *)
-        self.storage = TensorStorage(uninitialized: count)
-        self.offset = 0
+        self.plainStorage = TensorStorage(uninitialized: count)
+        self.plainOffset = 0
+        self.hasBlocked = Atomic(false)
+        self.requiresGrad = false
+    }
+
+    /// A tensor whose values are `blocked` (an NCHW tensor in a oneDNN blocked layout); the row-major storage is
+    /// allocated and filled on first use.
+    init(shape: [Int], blocked: BlockedValues) {
+        self.shape = shape
+        self.count = shape.reduce(1, *)
+        self.plainStorage = TensorStorage.empty
+        self.plainOffset = 0
+        self.blocked = blocked
+        self.hasBlocked = Atomic(true)
         self.requiresGrad = false
     }
 
@@ -37,8 +61,9 @@ public final class Tensor: CustomStringConvertible {
         precondition(offset >= 0 && offset + n <= storage.count, "view \(shape) at \(offset) exceeds storage of \(storage.count)")
         self.shape = shape
         self.count = n
-        self.storage = storage
-        self.offset = offset
+        self.plainStorage = storage
+        self.plainOffset = offset
+        self.hasBlocked = Atomic(false)
         self.requiresGrad = false
     }
 
@@ -73,7 +98,47 @@ public final class Tensor: CustomStringConvertible {
     // MARK: Access
 
     /// Pointer to the first element of this view.
-    @inline(__always) public var data: UnsafeMutablePointer<Float> { storage.base + offset }
+    @inline(__always) public var data: UnsafeMutablePointer<Float> { makePlain(); return plainStorage.base + plainOffset }
+
+    /// The blocked form of the values, when they have not been made row-major yet.
+    var blockedValues: BlockedValues? {
+        guard hasBlocked.load(ordering: .acquiring) else { return nil }
+        return BlockedValues.lock.withLock { _ in blocked }
+    }
+
+    /// Converts blocked values to row-major storage (once; concurrent readers wait for the first).
+    @inline(__always) private func makePlain() {
+        if hasBlocked.load(ordering: .acquiring) { convertBlocked() }
+    }
+
+    /// Keeps only `values` (this tensor's values in another layout, losslessly), releasing the row-major storage;
+    /// a later reader of `data` gets them back, converted. Returns false (and changes nothing) when the tensor
+    /// already holds blocked values. Used for read-only convolution weights once reordered (`WeightCache`).
+    func keepOnly(_ values: BlockedValues) -> Bool {
+        BlockedValues.lock.withLock { _ in
+            guard blocked == nil else { return false }
+            let released = plainStorage
+            blocked = values
+            plainStorage = TensorStorage.empty
+            plainOffset = 0
+            hasBlocked.store(true, ordering: .releasing)
+            released.discardWhenReleased()
+            return true
+        }
+    }
+
+    @inline(never) private func convertBlocked() {
+        BlockedValues.lock.withLock { _ in
+            guard let b = blocked else { return }
+            let s = TensorStorage(uninitialized: count)
+            b.writePlain(into: s.base)
+            if b.readOnly { s.markReadOnly() }
+            plainStorage = s
+            plainOffset = 0
+            blocked = nil
+            hasBlocked.store(false, ordering: .releasing)
+        }
+    }
     public var rank: Int { shape.count }
 
     /// The elements in row-major order.
@@ -125,8 +190,10 @@ public final class Tensor: CustomStringConvertible {
     /// Used to load weights into existing parameters: a memory-mapped checkpoint becomes the parameter's storage.
     public func assign(_ other: Tensor) {
         precondition(other.shape == shape, "assign: shape \(other.shape) into \(shape)")
-        storage = other.storage
-        offset = other.offset
+        let (s, o) = (other.storage, other.offset)
+        makePlain()
+        plainStorage = s
+        plainOffset = o
     }
 
     /// Copies `other`'s values into this tensor's memory (same element count).

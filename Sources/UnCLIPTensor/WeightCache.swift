@@ -9,8 +9,9 @@ import Synchronization
 /// (a weak reference, so a freed and re-allocated block never matches), and (b) a checksum over every element still
 /// matches, which catches in-place writes (optimizer steps, EMA updates, `copyValues`) at the cost of one read pass
 /// (skipped for read-only storages: the weights of a model loaded for inference, `TensorStorage.isReadOnly`).
-/// Weights being differentiated in a recorded graph are never cached, and small weights (under `minElements`) are
-/// reordered each time because that is cheaper than the bookkeeping.
+/// Weights being differentiated in a recorded graph are never cached, and small writable weights (under
+/// `minElements`) are reordered each time because that is cheaper than the checksum; small read-only weights are
+/// cached too (a lookup costs less than a reorder, which is also a parallel region of its own).
 ///
 /// The limit holds every convolution weight of one Karlo U-Net: with a smaller one the least-recently-used policy
 /// misses on every call of a U-Net step, which then pays the checksum, the reorder and a fresh allocation for each
@@ -20,7 +21,7 @@ import Synchronization
 /// one copy.
 final class WeightCache: @unchecked Sendable {
     static let shared = WeightCache()
-    /// Weights with fewer elements are reordered every call.
+    /// Writable weights with fewer elements are reordered every call.
     static let minElements = 1 << 16
     /// Most bytes of reordered weights kept (least recently used go first).
     static let limitBytes = 3 << 30
@@ -52,13 +53,29 @@ final class WeightCache: @unchecked Sendable {
 
     /// `weight` in `layout`'s chosen format, from the cache when still valid.
     func reordered(_ weight: Tensor, _ layout: DNNLLayout, what: String) throws -> Tensor {
-        guard layout.toChosen != nil, weight.count >= WeightCache.minElements,
+        // A read-only weight that keeps only its reordered values (below) is its own cache entry. (Checked first:
+        // reading `weight.storage` would convert it back to row-major.)
+        if layout.toChosen != nil, let kept = weight.blockedValues {
+            if layout.chooses(kept.md) { return kept.buffer }
+            // Another layout (bf16, or another primitive's choice): made from the kept values once, cached by them.
+            let key = Key(storage: ObjectIdentifier(kept.buffer.storage), offset: 0, layout: WeightCache.hash(layout.chosen))
+            if let hit = state.withLock({ s -> Tensor? in
+                guard let e = s.entries[key], e.storage === kept.buffer.storage, layout.chooses(e.chosen) else { return nil }
+                return e.reordered
+            }) { return hit }
+            let fresh = try LayoutReorder.cached(from: kept.md, to: layout.chosen).run(kept.buffer.data)
+            insert(Entry(storage: kept.buffer.storage, chosen: layout.chosen, checksum: 0, reordered: fresh, lastUse: 0), key)
+            return fresh
+        }
+        guard layout.toChosen != nil, weight.count >= WeightCache.minElements || weight.storage.isReadOnly,
               !(GradMode.isEnabled && weight.requiresGrad) else {
             return try layout.input(weight, what: what)
         }
-        let key = Key(storage: ObjectIdentifier(weight.storage), offset: weight.offset, layout: WeightCache.hash(layout.chosen))
+        // Held while the weight is read, so a concurrent `keepOnly` cannot free the memory under the reorder.
+        let storage = weight.storage
+        let key = Key(storage: ObjectIdentifier(storage), offset: weight.offset, layout: WeightCache.hash(layout.chosen))
         // Read-only weights (a model loaded for inference) cannot change, so the checksum pass over them is skipped.
-        let sum = weight.storage.isReadOnly ? 0 : WeightCache.checksum(weight)
+        let sum = storage.isReadOnly ? 0 : WeightCache.checksum(weight)
         let hit = state.withLock { s -> Tensor? in
             guard var e = s.entries[key] else { return nil }
             guard e.storage === weight.storage, layout.chooses(e.chosen), e.checksum == sum else {
@@ -76,18 +93,35 @@ final class WeightCache: @unchecked Sendable {
         state.withLock { s in
             for (k, e) in s.entries where e.storage == nil { s.bytes -= e.reordered.count * 4; s.entries[k] = nil }
         }
-        let fresh = try layout.input(weight, what: what)
+        let fresh = try withExtendedLifetime(storage) { try layout.input(weight, what: what) }
+        // With persistent layouts a read-only weight reordered losslessly (fp32) keeps only the reordered copy: its
+        // row-major memory is released (or, memory-mapped, its pages handed back), so the U-Nets no longer hold
+        // each convolution weight twice. A reader of `weight.data` gets the values back.
+        if Engine.persistentLayouts, storage.isReadOnly, layout.chosen.data_type == dnnl_f32, layout.chosen.ndims == 4,
+           weight.keepOnly(BlockedValues(md: layout.chosen, plainMD: layout.plain, buffer: fresh,
+                                         toPlain: try LayoutReorder.cached(from: layout.chosen, to: layout.plain).primitive,
+                                         readOnly: true)) {
+            return fresh
+        }
+        insert(Entry(storage: storage, chosen: layout.chosen, checksum: sum, reordered: fresh, lastUse: 0), key)
+        return fresh
+    }
+
+    /// Adds an entry, then drops the least recently used until under the limit.
+    private func insert(_ entry: Entry, _ key: Key) {
         state.withLock { s in
             s.clock += 1
-            s.entries[key] = Entry(storage: weight.storage, chosen: layout.chosen, checksum: sum, reordered: fresh, lastUse: s.clock)
-            s.bytes += fresh.count * 4
+            var entry = entry
+            entry.lastUse = s.clock
+            if let old = s.entries[key] { s.bytes -= old.reordered.count * 4 }
+            s.entries[key] = entry
+            s.bytes += entry.reordered.count * 4
             // Then the least recently used until under the limit.
             while s.bytes > WeightCache.limitBytes, let oldest = s.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
                 s.bytes -= oldest.value.reordered.count * 4
                 s.entries[oldest.key] = nil
             }
         }
-        return fresh
     }
 
     /// A hash of what makes a memory layout: dimensions, data type and blocking (equal layouts hash equally; the
