@@ -209,7 +209,7 @@ public final class SafeTensorsFile: TensorSource {
         if n == 0 { return Tensor(uninitializedShape: e.shape) }
         if e.dtype == .f32, Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
             let p = UnsafeMutableRawPointer(mutating: src).assumingMemoryBound(to: Float.self)
-            return Tensor(shape: e.shape, storage: TensorStorage(borrowing: p, count: n, owner: mapping))
+            return Tensor(shape: e.shape, storage: TensorStorage(borrowing: p, count: n, owner: mapping, fileBacked: true))
         }
         let out = Tensor(uninitializedShape: e.shape)
         let dst = out.data

@@ -7,8 +7,9 @@ import Glibc
 // Persistent blocked layouts: in inference a convolution's output stays in the layout oneDNN chose for it (nChw16c
 // on AVX-512) when the next op can read that layout, instead of being reordered to NCHW and back between every pair
 // of convolutions. The ops that read it are the convolution itself, the fused group norm (+ conditioning + SiLU) of
-// the resnet blocks and same-shape addition (the residual sum), so a resnet block, and a run of them, converts only
-// where an op needs row-major order (attention, resampling, concatenation, the sampler). Everything else is
+// the resnet blocks, same-shape addition (the residual sum) and channel concatenation (an up block's skip), so a
+// resnet block, and a run of them, converts only where an op needs row-major order (attention, resampling, the
+// sampler). Everything else is
 // unchanged: any other op reads `Tensor.data`, which converts the values to row-major order on first use. Recorded
 // (differentiated) computations never produce blocked values, so training is unaffected.
 

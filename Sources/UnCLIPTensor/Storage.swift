@@ -17,6 +17,8 @@ public final class TensorStorage: @unchecked Sendable {
     let owner: AnyObject?
     /// The pool the block came from and returns to; nil for borrowed memory.
     let pool: BufferPool?
+    /// Borrowed memory that a file backs (its dropped pages come back from the file).
+    public let fileBacked: Bool
 
     /// Uninitialised pooled memory for `count` floats, from the current task's pool.
     init(uninitialized count: Int) {
@@ -25,14 +27,18 @@ public final class TensorStorage: @unchecked Sendable {
         self.base = pool.take(count)
         self.owner = nil
         self.pool = pool
+        self.fileBacked = false
     }
 
     /// Memory owned by someone else (e.g. a memory-mapped file); `owner` is retained for the storage's lifetime.
-    public init(borrowing base: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject?) {
+    /// `fileBacked`: the memory is a private mapping of a file that is never written, so its pages may be dropped
+    /// and read back from the file (`discardWhenReleased`); anything else must say false.
+    public init(borrowing base: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject?, fileBacked: Bool = false) {
         self.base = base
         self.count = count
         self.owner = owner
         self.pool = nil
+        self.fileBacked = fileBacked
     }
 
     deinit {
@@ -45,7 +51,7 @@ public final class TensorStorage: @unchecked Sendable {
     /// back from the file if read again).
     func discardWhenReleased() {
         if pool != nil { bypassPool.store(true, ordering: .relaxed); return }
-        guard owner != nil, count > 0 else { return }
+        guard fileBacked, count > 0 else { return }  // other borrowed memory would read back as zeros
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         let start = (Int(bitPattern: base) + page - 1) / page * page
         let end = (Int(bitPattern: base) + count * 4) / page * page

@@ -6,8 +6,9 @@ import Synchronization
 /// where it is cheap (`reshaped`, slices along the first axis); other layout changes copy.
 ///
 /// In inference a convolution's output may exist only in oneDNN's blocked layout (`BlockedValues`, see
-/// BlockedLayout.swift): the ops that read that layout (convolution, the fused group norm, same-shape addition) use
-/// it as it is, and the first access to `data` or `storage` by anything else converts it to row-major order, once.
+/// BlockedLayout.swift): the ops that read that layout (convolution, the fused group norm, same-shape addition,
+/// channel concatenation) use it as it is, and the first access to `data` or `storage` by anything else converts it
+/// to row-major order, once. A loaded convolution weight may likewise keep only its reordered copy (`keepOnly`).
 public final class Tensor: CustomStringConvertible {
     /// The extent of each axis, outermost first.
     public let shape: [Int]

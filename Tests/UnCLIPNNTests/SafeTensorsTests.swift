@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UnCLIPNN
+@testable import UnCLIPTensor
 
 /// Fixtures written by Scripts/make_safetensors_fixtures.py (the `safetensors` PyPI package and torch),
 /// located next to this file so no resource bundle is needed.
@@ -314,5 +315,32 @@ extension URL {
         let data = try Data(contentsOf: self)
         try data.prefix(size).write(to: self)
         return self
+    }
+}
+
+/// A memory-mapped, read-only convolution weight that keeps only its reordered copy hands its pages back to the
+/// kernel; they come back from the file, so the weight and the convolution still read right.
+final class MappedWeightTests: XCTestCase {
+    func testMappedWeightKeptOnceStillReadsRight() throws {
+        let values: [Float] = (0..<(32 * 32 * 9)).map { (i: Int) -> Float in Float((i * 37) % 101) / 101 - 0.5 }
+        let original = Tensor(shape: [32, 32, 3, 3], values)
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("mapped-weight-\(getpid()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write(["w": original], to: url)
+        let file = try SafeTensorsFile(contentsOf: url)
+        let weight = try file.tensor("w")
+        XCTAssertTrue(weight.storage.fileBacked, "aligned F32 is served from the mapping")
+        weight.storage.markReadOnly()
+        // Another view of the same mapped memory: after the weight drops its pages, this reads them from the file.
+        let alias = Tensor(shape: weight.shape, storage: weight.storage, offset: weight.offset)
+        let inputs: [Float] = (0..<(32 * 64)).map { (i: Int) -> Float in Float(i % 13) / 13 }
+        let x = Tensor(shape: [1, 32, 8, 8], inputs)
+        let reference = withNoGrad { x.conv2d(weight: original, bias: nil, padding: 1) }.toArray()
+        XCTAssertEqual(withNoGrad { x.conv2d(weight: weight, bias: nil, padding: 1) }.toArray(), reference)
+        let kept = weight.blockedValues != nil
+        XCTAssertEqual(withNoGrad { x.conv2d(weight: weight, bias: nil, padding: 1) }.toArray(), reference)
+        if !kept { throw XCTSkip("oneDNN chose the plain weight layout on this CPU: nothing was kept") }
+        XCTAssertEqual(alias.toArray(), values, "the dropped pages read back from the file")
+        XCTAssertEqual(weight.toArray(), values, "the weight reads back from its kept copy")
     }
 }
