@@ -5,6 +5,7 @@ import Logging
 import ServiceLifecycle
 import UnCLIPModels
 import UnCLIPServer
+import UnCLIPTensor
 
 /// `unclip serve`: the OpenAI Images API (DALL·E 2) over HTTP, with a web page (docs/serving.md).
 struct Serve: ParsableCommand {
@@ -61,6 +62,9 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        // A long-running process: one allocator arena, so idle trims return the whole free heap
+        // (BufferPool.limitAllocatorArenas).
+        BufferPool.limitAllocatorArenas(1)
         var configuration = ServerConfiguration(filesDirectory: URL(fileURLWithPath: filesDir))
         configuration.host = host
         configuration.port = port
