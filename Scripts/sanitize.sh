@@ -23,6 +23,9 @@ run_address() {
   local scratch=.build/sanitize-address log=.build/sanitize-address.log
   # Leaks are checked at exit. halt_on_error: the first report fails the run, as a crash would.
   export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0"
+  # No scratch pool: a buffer the pool kept would hide a read after its tensor died (one such, a reordered
+  # operand released before the loop that read it, crashed only with the pool off).
+  export UNCLIP_SCRATCH_POOL_MB=0
   export LSAN_OPTIONS="suppressions=$PWD/Scripts/sanitizers/lsan.supp:print_suppressions=0"
   echo "sanitize: swift test -c release --sanitize=address (log: $log)" >&2
   swift test -c release --sanitize=address --scratch-path "$scratch" >"$log" 2>&1 || true

@@ -136,14 +136,17 @@ extension Tensor {
         let va = values(a, ba), vb = values(b, bb)
         let out = layout.sibling()
         let pa = va.data, pb = vb.data, po = out.buffer.data, n = out.buffer.count
-        parallelFor((n + 15) / 16, grain: 2048) { r in
-            for blk in r {
-                let i = blk * 16
-                if i + 16 <= n {
-                    (UnsafeRawPointer(pa + i).loadUnaligned(as: SIMD16<Float>.self)
-                        + UnsafeRawPointer(pb + i).loadUnaligned(as: SIMD16<Float>.self)).storeUnaligned(to: po + i)
-                } else {
-                    for j in i..<n { po[j] = pa[j] + pb[j] }
+        // An operand reordered here is held by nothing else: it must outlive the loop that reads its pointer.
+        withExtendedLifetime((va, vb)) {
+            parallelFor((n + 15) / 16, grain: 2048) { r in
+                for blk in r {
+                    let i = blk * 16
+                    if i + 16 <= n {
+                        (UnsafeRawPointer(pa + i).loadUnaligned(as: SIMD16<Float>.self)
+                            + UnsafeRawPointer(pb + i).loadUnaligned(as: SIMD16<Float>.self)).storeUnaligned(to: po + i)
+                    } else {
+                        for j in i..<n { po[j] = pa[j] + pb[j] }
+                    }
                 }
             }
         }
@@ -172,9 +175,12 @@ extension Tensor {
             let out = BlockedValues(md: md, plainMD: plainMD, buffer: Tensor(uninitializedShape: [shape[0] * row]),
                                     toPlain: try LayoutReorder.cached(from: md, to: plainMD).primitive)
             let dst = out.buffer.data, src = sources.map { UnsafePointer($0.data) }
-            parallelFor(shape[0], grain: Swift.max(1, 32_768 / Swift.max(row, 1))) { r in
-                for o in r {
-                    for k in 0..<src.count { (dst + o * row + starts[k]).update(from: src[k] + o * runs[k], count: runs[k]) }
+            // The parts reordered here are held by `sources` alone: it must outlive the copy.
+            withExtendedLifetime(sources) {
+                parallelFor(shape[0], grain: Swift.max(1, 32_768 / Swift.max(row, 1))) { r in
+                    for o in r {
+                        for k in 0..<src.count { (dst + o * row + starts[k]).update(from: src[k] + o * runs[k], count: runs[k]) }
+                    }
                 }
             }
             return Tensor(shape: shape, blocked: out)
@@ -244,7 +250,7 @@ extension Tensor {
                 }
             }
         }
-        withExtendedLifetime(rowMajor) {}
+        withExtendedLifetime((rowMajor, xb)) {}
         return Tensor(shape: shape, blocked: out)
     }
 }

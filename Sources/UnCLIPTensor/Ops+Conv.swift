@@ -170,7 +170,9 @@ extension Tensor {
                 (DNNL_ARG_DST, fwd.dst.chosen, raw(ys)),
             ]
             if let bias { args.append((DNNL_ARG_BIAS, fwd.biasMD, raw(bias))) }
-            try fwd.primitive.execute(args, what: what)
+            // The reordered input (and a weight reordered for this call) are held by nothing else: kept alive past
+            // the call that reads their pointers.
+            try withExtendedLifetime((xs, ws)) { try fwd.primitive.execute(args, what: what) }
             guard let plainOut else {
                 return Tensor(shape: geo.dstDims, blocked: BlockedValues(md: fwd.dst.chosen, plainMD: fwd.dst.plain,
                                                                          buffer: ys, toPlain: fwd.dst.toPlain!))
@@ -193,9 +195,11 @@ extension Tensor {
                     // Not through WeightCache: backward runs in training, where the weight changes every step.
                     let ws = try bd.weights.input(weight, what: what)
                     let buf = bd.diffSrc.outputBuffer(result)
-                    try bd.primitive.execute([(DNNL_ARG_DIFF_DST, bd.diffDst.chosen, raw(gs)),
-                                              (DNNL_ARG_WEIGHTS, bd.weights.chosen, raw(ws)),
-                                              (DNNL_ARG_DIFF_SRC, bd.diffSrc.chosen, raw(buf))], what: "backward data of " + what)
+                    try withExtendedLifetime((gs, ws)) {
+                        try bd.primitive.execute([(DNNL_ARG_DIFF_DST, bd.diffDst.chosen, raw(gs)),
+                                                  (DNNL_ARG_WEIGHTS, bd.weights.chosen, raw(ws)),
+                                                  (DNNL_ARG_DIFF_SRC, bd.diffSrc.chosen, raw(buf))], what: "backward data of " + what)
+                    }
                     try bd.diffSrc.finish(buf, into: result, what: what)
                     gx = result
                 }
@@ -221,7 +225,7 @@ extension Tensor {
                         args.append((DNNL_ARG_DIFF_BIAS, bw.biasMD, raw(resultB)))
                         gb = resultB
                     }
-                    try bw.primitive.execute(args, what: "backward weights of " + what)
+                    try withExtendedLifetime((xs, gs)) { try bw.primitive.execute(args, what: "backward weights of " + what) }
                     try bw.diffWeights.finish(buf, into: resultW, what: what)
                     gw = weight.requiresGrad ? resultW : nil
                 }

@@ -122,7 +122,8 @@ final class LinearPrimitive {
                 (DNNL_ARG_DST, p.dst, UnsafeMutableRawPointer(out.data)),
             ]
             if let bias { args.append((DNNL_ARG_BIAS, p.bias, UnsafeMutableRawPointer(bias.data))) }
-            try p.primitive.execute(args, what: "linear")
+            // Reordered copies are held by nothing else: kept alive past the call that reads their pointers.
+            try withExtendedLifetime((xs, ws)) { try p.primitive.execute(args, what: "linear") }
         }
     }
 }

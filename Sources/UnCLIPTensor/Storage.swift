@@ -85,8 +85,22 @@ public final class BufferPool: @unchecked Sendable {
     /// The pool new tensors of the current task take their memory from.
     @TaskLocal public static var current = BufferPool.shared
 
-    /// A pool caching at most `limitBytes` of freed buffers (default 2 GiB).
-    public init(limitBytes: Int = 2 << 30) { limit.store(limitBytes, ordering: .relaxed) }
+    /// A pool caching at most `limitBytes` of freed buffers (default `defaultLimitBytes`).
+    public init(limitBytes: Int = BufferPool.defaultLimitBytes) { limit.store(limitBytes, ordering: .relaxed) }
+
+    /// 2 GiB, or `UNCLIP_SCRATCH_POOL_MB` MiB when that is set to a whole number ≥ 0. 0 caches nothing: every freed
+    /// buffer goes straight back to the C allocator, which is what the AddressSanitizer run wants (a pooled buffer
+    /// read after its tensor died is invisible to it) and what trades speed for the lowest peak memory.
+    public static let defaultLimitBytes: Int = {
+        guard let raw = getenv("UNCLIP_SCRATCH_POOL_MB") else { return 2 << 30 }
+        let text = String(cString: raw)
+        guard let mb = Int(text), mb >= 0, mb <= (1 << 30) else {
+            let message = "swift-unclip: ignoring UNCLIP_SCRATCH_POOL_MB=\(text) (expected a whole number of MiB ≥ 0); using 2048\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            return 2 << 30
+        }
+        return mb << 20
+    }()
 
     /// Runs `body` with `self` as the pool new tensors come from.
     public func withPool<T>(_ body: () throws -> T) rethrows -> T {
@@ -119,6 +133,11 @@ public final class BufferPool: @unchecked Sendable {
             if let i = s.order.lastIndex(where: { $0.1 == p }) { s.order.remove(at: i) }
             return p
         }) { return block.pointer }
+        // A miss while the cache holds at least as much in other sizes: release the oldest of those first, so the
+        // new buffer reuses their memory instead of adding to it (a stage with many shapes would otherwise peak at
+        // its live tensors plus a cache of sizes it no longer asks for). Loops that repeat their shapes hit and
+        // never get here after their first pass.
+        release(atLeast: n * 4)
         var raw: UnsafeMutableRawPointer?
         let status = posix_memalign(&raw, 64, n * MemoryLayout<Float>.stride)
         guard status == 0, let raw else {
@@ -142,6 +161,25 @@ public final class BufferPool: @unchecked Sendable {
     }
 
     deinit { trim(to: 0) }
+
+    /// Releases the oldest cached buffers, `bytes` of them or more, when the cache holds that much.
+    private func release(atLeast bytes: Int) {
+        let released = state.withLock { s -> [Block] in
+            guard s.cachedBytes >= bytes else { return [] }
+            var released: [Block] = [], freed = 0
+            while freed < bytes, !s.order.isEmpty {
+                let (n, p) = s.order.removeFirst()
+                if var list = s.free[n], let i = list.firstIndex(of: p) {
+                    list.remove(at: i); s.free[n] = list
+                    s.cachedBytes -= n * 4
+                    freed += n * 4
+                    released.append(p)
+                }
+            }
+            return released
+        }
+        for block in released { free(block.pointer) }
+    }
 
     /// Releases cached buffers until the cache holds at most `limitBytes`.
     public func trim(to bytes: Int? = nil) {

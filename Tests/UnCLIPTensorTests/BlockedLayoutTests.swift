@@ -72,6 +72,54 @@ final class BlockedLayoutTests: XCTestCase {
         }
     }
 
+    /// An operand that the blocked sum or concatenation reorders is held by nothing but a local: it must live until
+    /// the loop that reads it has run. With no scratch pool, parts over glibc's largest mmap threshold (32 MiB) are
+    /// unmapped the moment they die, so reading one too late crashes (as it did, with the pool off, in Karlo's
+    /// super-resolution U-Net); the values are checked against the row-major computation too.
+    func testReorderedOperandsOutliveTheLoopsThatReadThem() throws {
+        try requireBlockedConvolutions()
+        var rng = SimpleLCG(seed: 11)
+        let x = rng.tensor([1, 16, 1024, 528]), w = rng.tensor([16, 16, 3, 3], scale: 0.2)
+        let plainPart = rng.tensor([1, 16, 1024, 528])  // 34.6 MB: reordered into a fresh, unmapped-on-free buffer
+        func run() -> [Float] {
+            BufferPool(limitBytes: 0).withPool {
+                let y = x.conv2d(weight: w, bias: nil, padding: 1)
+                let sum = y + plainPart
+                let joined = Tensor.concat([sum, plainPart], axis: 1)
+                XCTAssertEqual(Engine.persistentLayouts, joined.blockedValues != nil)
+                return joined.toArray()
+            }
+        }
+        let saved = Engine.persistentLayouts
+        defer { Engine.persistentLayouts = saved }
+        Engine.persistentLayouts = false
+        let plain = withNoGrad { run() }
+        Engine.persistentLayouts = true
+        let blocked = withNoGrad { run() }
+        XCTAssertEqual(blocked, plain)
+    }
+
+    /// A pool that misses while it holds buffers of other sizes releases those first, so a stage of many shapes
+    /// peaks at its live tensors rather than those plus a cache it no longer asks for; repeated shapes still hit.
+    func testPoolReleasesOtherSizesOnAMiss() {
+        let pool = BufferPool()
+        pool.withPool {
+            _ = Tensor(uninitializedShape: [1000])
+            _ = Tensor(uninitializedShape: [3000])
+        }
+        XCTAssertEqual(pool.cachedBytes, 16_000)
+        pool.withPool { _ = Tensor(uninitializedShape: [1000]) }  // a hit: nothing released
+        XCTAssertEqual(pool.cachedBytes, 16_000)
+        pool.withPool {
+            let t = Tensor(uninitializedShape: [2000])  // a miss: the oldest 8,000 bytes or more go first
+            XCTAssertEqual(pool.cachedBytes, 4_000)
+            withExtendedLifetime(t) {}
+        }
+        XCTAssertEqual(pool.cachedBytes, 12_000)
+        pool.withPool { _ = Tensor(uninitializedShape: [10_000]) }  // a miss larger than the cache: nothing released
+        XCTAssertEqual(pool.cachedBytes, 52_000)
+    }
+
     /// Recorded computations never produce blocked values, and their gradients are unchanged.
     func testRecordedConvolutionStaysRowMajor() throws {
         try requireBlockedConvolutions()
