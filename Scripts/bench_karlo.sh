@@ -3,7 +3,8 @@
 # eager fp32 and bf16 autocast, OpenVINO f32 and bf16 (diffusers' own modules converted by openvino.convert_model;
 # Scripts/peer_torch_component.py, one component and backend per process so each gets its own peak RSS), and
 # swift-unclip fp32 and bf16 (`unclip bench karlo`, release build), alternating component by component so all see
-# the same machine load; then a markdown table of times, ratios, peak memory and bf16's error against fp32.
+# the same machine load; then a markdown table of times, ratios, peak memory, achieved GFLOP/s against the host's
+# peak (`unclip bench peak`, run before and after the rounds) and bf16's error against fp32.
 #
 #   Scripts/bench_karlo.sh [--reps N] [--threads N] [--rounds N] [--peers torch-fp32,torch-bf16,...] [component ...]
 #
@@ -57,6 +58,8 @@ trap 'rm -rf "$OUT"' EXIT
 SWIFT_PRECISIONS=(fp32)
 grep -qw avx512_bf16 /proc/cpuinfo && SWIFT_PRECISIONS+=(bf16)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# The host's peak in oneDNN's best kernels, before and after the rounds (the better of the two is used).
+"$UNCLIP" bench peak --reps 10 --threads "$THREADS" >> "$OUT/peak.jsonl"
 for ((r = 0; r < ROUNDS; r++)); do
     for c in "${COMPONENTS[@]}"; do
         for p in "${PEER_LIST[@]}"; do
@@ -71,6 +74,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         done
     done
 done
+"$UNCLIP" bench peak --reps 10 --threads "$THREADS" >> "$OUT/peak.jsonl"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 if grep -qi "error\|traceback" "$OUT/peer.log" 2>/dev/null; then tail -20 "$OUT/peer.log" >&2; fi
 
@@ -124,6 +128,24 @@ for n in names:
     pk = {b: peak(b, n) for b in backends}
     print(f"| {n} | " + " | ".join(f(pk[b], 2) for b in backends) +
           f" | {ratio(pk['swift-fp32'], pk.get('torch-fp32'))} | {ratio(pk['swift-bf16'], pk.get('torch-fp32'))} |")
+best = {}
+for line in open(os.path.join(out, "peak.jsonl")):
+    if line.startswith("{"):
+        d = json.loads(line); best[d["name"]] = max(best.get(d["name"], 0), d["gflops_per_s"])
+if best:
+    print("\nThroughput: the step's convolution, linear, matrix-product and attention FLOPs over its min time, against "
+          "this sitting's best oneDNN matrix product (2048³) of the same precision"
+          + "".join(f"; {k} {v:.0f} GFLOP/s" for k, v in sorted(best.items())) + ":\n")
+    print("| component | GFLOP per step | swift fp32 GFLOP/s | % of fp32 peak | swift bf16 GFLOP/s | % of bf16 peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for n in names:
+        r32, r16 = rows("swift-fp32", n), rows("swift-bf16", n)
+        if not r32 or "gflops_per_s" not in r32[0]: continue
+        g32 = max(x["gflops_per_s"] for x in r32)
+        g16 = max(x["gflops_per_s"] for x in r16) if r16 else None
+        p32, p16 = best.get("matmul_2048_fp32"), best.get("matmul_2048_bf16")
+        pct = lambda g, p: "–" if g is None or not p else f"{100 * g / p:.0f} %"
+        print(f"| {n} | {r32[0]['gflop']:.1f} | {g32:.0f} | {pct(g32, p32)} | {f(g16, 0)} | {pct(g16, p16)} |")
 errs = [(n, x) for n in names for x in rows("swift-bf16", n) if "max_rel_err" in x]
 if errs:
     print("\nswift bf16 against swift fp32, one step's output (max |Δ| / max |y| and mean |Δ| / mean |y|):\n")

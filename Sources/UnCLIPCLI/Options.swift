@@ -141,6 +141,7 @@ struct PriorArguments: ParsableArguments {
 }
 
 extension PriorKind: ExpressibleByArgument {}
+extension BenchWeights: ExpressibleByArgument {}
 
 /// Every unCLIP model trains on 1000 timesteps, so no sampler takes more steps; the model's own count is checked
 /// again once its directory is read (`checkSteps`).

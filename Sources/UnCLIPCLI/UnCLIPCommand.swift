@@ -66,13 +66,11 @@ let defaultBenchThreads = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"]
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks printing JSON lines ({name, median_s, min_s, max_s, ...}).",
-        subcommands: [Ops.self, Karlo.self])
+        subcommands: [Ops.self, Karlo.self, Peak.self])
 
-    struct Ops: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Op timings with the same names as `peer_torch.py ops`, for side-by-side ratios.")
-
-        @Option(help: "Timed repetitions per op (after one warm-up).")
+    /// `--reps` and `--threads` of the op-level benchmarks.
+    struct Repetitions: ParsableArguments {
+        @Option(help: "Timed repetitions per case (after one warm-up).")
         var reps = 5
 
         @Option(help: "Threads for the engine and oneDNN (default: OMP_NUM_THREADS, else 2).")
@@ -82,14 +80,30 @@ struct Bench: ParsableCommand {
             guard reps >= 1 else { throw ValidationError("--reps must be at least 1 (got \(reps))") }
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         }
+    }
 
-        func run() throws { try runOpsBenchmark(reps: reps, threads: threads) }
+    struct Ops: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Op timings with the same names as `peer_torch.py ops`, for side-by-side ratios.")
+
+        @OptionGroup var options: Repetitions
+
+        func run() throws { try runOpsBenchmark(reps: options.reps, threads: options.threads) }
+    }
+
+    struct Peak: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The fp32 and bf16 throughput of this host's best oneDNN kernels (a 2048³ matrix product, a 3 × 3 convolution), to set a step's GFLOP/s against; the best of the repetitions is reported.")
+
+        @OptionGroup var options: Repetitions
+
+        func run() throws { try runPeakBenchmark(reps: options.reps, threads: options.threads) }
     }
 
     struct Karlo: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "One step of each full-size Karlo component (random weights), named as `peer_torch.py karlo` prints.",
-            discussion: "Needs about 12 GiB of memory for the largest component; peak RSS is reported per line.")
+            discussion: "Needs about 12 GiB of memory for the largest component (and, with --weights mapped, temporary disk space for its weights: up to 4.1 GB for the prior); peak RSS is reported per line.")
 
         @Option(parsing: .upToNextOption, help: "Components to time (default: all).")
         var components: [String] = []
@@ -106,6 +120,9 @@ struct Bench: ParsableCommand {
         @Flag(help: "At bf16, also run one fp32 step after the timing and report the bf16 output's error against it.")
         var compareFP32 = false
 
+        @Option(help: ArgumentHelp("Where the random weights live: mapped = written to a temporary safetensors file and memory-mapped back, as a loaded model's (peak RSS then covers the load and the steps); heap = as built.", valueName: "mapped|heap"))
+        var weights: BenchWeights = .mapped
+
         func validate() throws {
             guard reps >= 1 else { throw ValidationError("--reps must be at least 1 (got \(reps))") }
             guard threads >= 1 else { throw ValidationError("--threads must be at least 1 (got \(threads))") }
@@ -116,7 +133,7 @@ struct Bench: ParsableCommand {
 
         func run() throws {
             try runKarloBenchmark(components: components.isEmpty ? karloComponents : components, reps: reps, threads: threads,
-                                  precision: precision.resolved(), compareFP32: compareFP32)
+                                  precision: precision.resolved(), compareFP32: compareFP32, weights: weights)
         }
     }
 }

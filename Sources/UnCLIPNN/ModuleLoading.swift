@@ -95,6 +95,9 @@ extension Module {
             }
             guard t.shape == p.shape else { throw ModuleLoadingError.shapeMismatch(key: key, expected: p.shape, found: t.shape) }
             if let i = t.firstNonFiniteIndex() { throw ModuleLoadingError.nonFinite(key: key, index: i, value: t.data[i]) }
+            // The check read every page of a memory-mapped weight; hand them back (the file still has them), so a
+            // load holds no more than the weights that the first step touches, in the form it keeps them.
+            t.dropResidentPages()
             loaded.append(t)
         }
         for ((_, p), t) in zip(parameters, loaded) { p.assign(t) }

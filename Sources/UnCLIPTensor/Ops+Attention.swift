@@ -94,6 +94,7 @@ public func scaledDotProductAttention(query: Tensor, key: Tensor, value: Tensor,
     precondition(key.shape[r - 1] == dh, "scaledDotProductAttention: key width \(key.shape[r - 1]) ≠ query width \(dh)")
     precondition(value.shape[r - 2] == lk, "scaledDotProductAttention: value has \(value.shape[r - 2]) rows, key has \(lk)")
     let scoreShape = batch + [lq, lk]
+    Engine.addFLOPs(2 * batch.reduce(1, *) * lq * lk * (dh + dv))
     if let bias {
         precondition(bias.rank <= scoreShape.count && broadcastShape(bias.shape, scoreShape) == scoreShape,
                      "scaledDotProductAttention: bias \(bias.shape) does not broadcast to scores \(scoreShape)")

@@ -147,6 +147,7 @@ extension Tensor {
         precondition(shape[2] + 2 * padding >= geo.kh && shape[3] + 2 * padding >= geo.kw,
                      "conv2d: kernel \(geo.kh)×\(geo.kw) larger than padded input \(shape[2])×\(shape[3]) (padding \(padding))")
         let x = self
+        Engine.addFLOPs(2 * geo.dstDims.reduce(1, *) * geo.c * geo.kh * geo.kw)
         let bf16 = Precision.bf16Applies(x, weight, bias)
         let recording = GradMode.isEnabled && (x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
         let out: Tensor = dnnlMust {

@@ -134,6 +134,7 @@ extension Tensor {
     public func matmul(_ other: Tensor) -> Tensor {
         let a = self, b = other
         let out = GEMM.batched(a, b)
+        Engine.addFLOPs(2 * out.count * a.shape[a.rank - 1])
         return out.recorded("matmul", [a, b]) { g, _ in
             // dA = g · Bᵀ (in the broadcast batch shape; backward() sums it back to A's shape).
             let ga = a.requiresGrad ? GEMM.batched(g, b, transB: true) : nil
@@ -166,6 +167,7 @@ extension Tensor {
         let rows = count / Swift.max(inF, 1)
         let out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outF])
         let po = out.data
+        Engine.addFLOPs(2 * rows * outF * inF)
         if 2 * rows * outF * inF >= LinearPrimitive.minFlops {
             LinearPrimitive.run(m: rows, n: outF, k: inF, x: x, w: weight, bias: bias, out: out,
                                 bf16: Precision.bf16Applies(x, weight, bias))

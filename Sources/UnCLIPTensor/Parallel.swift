@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(COpenMP) && os(Linux)
 import COpenMP
 #endif
@@ -7,6 +8,25 @@ import Dispatch
 
 /// Engine-wide compute settings.
 public enum Engine {
+    /// Runs `body` and returns its result with the floating-point operations of the convolutions, linear layers,
+    /// matrix products and attention products it ran (2 per multiply-add, forward passes only), for a benchmark's
+    /// achieved throughput. Not nested and not per task: counts every thread's ops while it runs. Outside it each of
+    /// those ops pays one relaxed atomic load.
+    public static func countingFLOPs<T>(_ body: () throws -> T) rethrows -> (result: T, flops: Int) {
+        flops.store(0, ordering: .relaxed)
+        counting.store(true, ordering: .relaxed)
+        defer { counting.store(false, ordering: .relaxed) }
+        let result = try body()
+        return (result, flops.load(ordering: .relaxed))
+    }
+
+    /// Adds `n` FLOPs to the count while `countingFLOPs` runs.
+    @inline(__always) static func addFLOPs(_ n: @autoclosure () -> Int) {
+        if counting.load(ordering: .relaxed) { flops.add(n(), ordering: .relaxed) }
+    }
+    private static let counting = Atomic<Bool>(false)
+    private static let flops = Atomic<Int>(0)
+
     /// Threads used by the engine's kernels and oneDNN (OMP_NUM_THREADS, else the core count).
     public static var threadCount: Int {
         #if os(Linux)

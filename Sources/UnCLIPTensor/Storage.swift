@@ -51,11 +51,26 @@ public final class TensorStorage: @unchecked Sendable {
     /// back from the file if read again).
     func discardWhenReleased() {
         if pool != nil { bypassPool.store(true, ordering: .relaxed); return }
-        guard fileBacked, count > 0 else { return }  // other borrowed memory would read back as zeros
+        dropResidentPages(0..<count)
+    }
+
+    /// Hands back the resident pages of the elements `range` when the memory is file-backed (they come back from the
+    /// file if read again, so the values never change); does nothing to any other memory, which would read back as
+    /// zeros. Only whole pages inside `range` are dropped, never a neighbour's.
+    public func dropResidentPages(_ range: Range<Int>) {
+        guard fileBacked, !range.isEmpty, range.lowerBound >= 0, range.upperBound <= count else { return }
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (Int(bitPattern: base) + page - 1) / page * page
-        let end = (Int(bitPattern: base) + count * 4) / page * page
+        let start = (Int(bitPattern: base + range.lowerBound) + page - 1) / page * page
+        let end = Int(bitPattern: base + range.upperBound) / page * page
         if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
+
+    /// `count` zeros in memory the kernel maps on first write (an anonymous mapping), so they take no RAM while
+    /// untouched: the parameters a model is built with before a load replaces them (`Tensor.withUntouchedZeros`).
+    /// Nil when the mapping fails (the caller then allocates as usual).
+    static func untouchedZeros(_ count: Int) -> TensorStorage? {
+        guard let mapping = AnonymousMapping(bytes: count * 4) else { return nil }
+        return TensorStorage(borrowing: mapping.base.bindMemory(to: Float.self, capacity: count), count: count, owner: mapping)
     }
 
     /// No elements: what a tensor whose values are still blocked views until it is made row-major.
@@ -73,10 +88,28 @@ public final class TensorStorage: @unchecked Sendable {
     public func markReadOnly() { readOnly.store(true, ordering: .releasing) }
 }
 
+/// A private anonymous mapping, unmapped when the last storage viewing it goes.
+final class AnonymousMapping: @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    init?(bytes: Int) {
+        guard bytes > 0 else { return nil }
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        self.base = p
+        self.bytes = bytes
+    }
+
+    deinit { munmap(base, bytes) }
+}
+
 /// A size-bucketed cache of 64-byte-aligned buffers.
 ///
 /// Freed buffers are kept by exact element count (diffusion loops repeat the same shapes), up to `limitBytes`;
-/// beyond that the oldest cached buffers are released to the system. Tensors take their memory from
+/// beyond that the oldest cached buffers are released to the system. A miss while the cache holds at least the bytes
+/// asked for releases the oldest cached buffers first, so a model of many shapes (a U-Net's levels) reuses their
+/// memory instead of holding a cache of sizes it no longer asks for beside its live tensors. Tensors take their memory from
 /// `BufferPool.current`: the process-wide `shared` pool unless a task runs with its own (`withPool`), so a model that
 /// serves many callers can release its scratch memory between stages without emptying anyone else's cache.
 public final class BufferPool: @unchecked Sendable {
@@ -166,36 +199,30 @@ public final class BufferPool: @unchecked Sendable {
     private func release(atLeast bytes: Int) {
         let released = state.withLock { s -> [Block] in
             guard s.cachedBytes >= bytes else { return [] }
-            var released: [Block] = [], freed = 0
-            while freed < bytes, !s.order.isEmpty {
-                let (n, p) = s.order.removeFirst()
-                if var list = s.free[n], let i = list.firstIndex(of: p) {
-                    list.remove(at: i); s.free[n] = list
-                    s.cachedBytes -= n * 4
-                    freed += n * 4
-                    released.append(p)
-                }
-            }
-            return released
+            let target = s.cachedBytes - bytes
+            return Self.popOldest(&s) { $0.cachedBytes > target }
         }
         for block in released { free(block.pointer) }
+    }
+
+    /// Takes cached buffers out of `s`, oldest first, while `more(s)` holds (under the lock; the caller frees them).
+    private static func popOldest(_ s: inout State, while more: (State) -> Bool) -> [Block] {
+        var released: [Block] = []
+        while more(s), !s.order.isEmpty {
+            let (n, p) = s.order.removeFirst()
+            if var list = s.free[n], let i = list.firstIndex(of: p) {
+                list.remove(at: i); s.free[n] = list
+                s.cachedBytes -= n * 4
+                released.append(p)
+            }
+        }
+        return released
     }
 
     /// Releases cached buffers until the cache holds at most `limitBytes`.
     public func trim(to bytes: Int? = nil) {
         let target = bytes ?? limitBytes
-        let released = state.withLock { s -> [Block] in
-            var released: [Block] = []
-            while s.cachedBytes > target, !s.order.isEmpty {
-                let (n, p) = s.order.removeFirst()
-                if var list = s.free[n], let i = list.firstIndex(of: p) {
-                    list.remove(at: i); s.free[n] = list
-                    s.cachedBytes -= n * 4
-                    released.append(p)
-                }
-            }
-            return released
-        }
+        let released = state.withLock { s in Self.popOldest(&s) { $0.cachedBytes > target } }
         for block in released { free(block.pointer) }
         #if canImport(Glibc)
         // Emptying the cache is asking for the memory back: glibc keeps freed heap blocks (those under its
@@ -216,9 +243,9 @@ public final class BufferPool: @unchecked Sendable {
     /// set `MALLOC_ARENA_MAX`, which wins; call it before other threads allocate. A long-running process wants 1:
     /// glibc gives threads that contend for the heap arenas of their own, and `malloc_trim` gives back the free top of
     /// the main arena only, so a thread arena's top chunk (up to the dynamic trim threshold, 64 MiB) stays resident
-    /// when idle. A server's idle heap then wanders by the size of that chunk between identical rounds of load
-    /// (62 ↔ 87 MiB here, 2 arenas or the default 16 alike); with one arena it stayed at 62.2 ± 0.2 MiB over eight
-    /// rounds at the same throughput (docs/serving.md).
+    /// when idle. With the default arenas a server's idle heap wandered by the size of that chunk between identical
+    /// rounds of load (61 ↔ 87 MiB here); with 2 it was steady but high (89.5 MiB); with one it stayed at
+    /// 62.2 ± 0.2 MiB over eight rounds at the same throughput (docs/serving.md).
     public static func limitAllocatorArenas(_ count: Int) {
         #if canImport(Glibc)
         guard getenv("MALLOC_ARENA_MAX") == nil else { return }

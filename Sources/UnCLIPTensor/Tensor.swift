@@ -86,7 +86,23 @@ public final class Tensor: CustomStringConvertible {
         return t
     }
 
-    public static func zeros(_ shape: [Int]) -> Tensor { full(shape, 0) }
+    public static func zeros(_ shape: [Int]) -> Tensor {
+        let n = shape.reduce(1, *)
+        if untouchedZeros, n >= 1 << 18, shape.allSatisfy({ $0 >= 0 }), let s = TensorStorage.untouchedZeros(n) {
+            return Tensor(shape: shape, storage: s)
+        }
+        return full(shape, 0)
+    }
+
+    /// Whether `zeros` of 1 MiB and more comes from memory the kernel maps on first write (`withUntouchedZeros`).
+    @TaskLocal static var untouchedZeros = false
+
+    /// Runs `body` (building a model whose weights a load will replace) with large `zeros` tensors in untouched,
+    /// lazily mapped memory: a parameter that is never written then never takes RAM, so loading a model does not hold
+    /// a zero-filled copy of it beside the loaded weights. The values are zeros either way.
+    public static func withUntouchedZeros<T>(_ body: () throws -> T) rethrows -> T {
+        try $untouchedZeros.withValue(true, operation: body)
+    }
     public static func ones(_ shape: [Int]) -> Tensor { full(shape, 1) }
 
     /// 0, 1, …, n−1.
@@ -189,6 +205,16 @@ public final class Tensor: CustomStringConvertible {
     /// Replaces this tensor's contents by `other`'s memory (same shape), without copying.
     ///
     /// Used to load weights into existing parameters: a memory-mapped checkpoint becomes the parameter's storage.
+    /// Hands back the resident pages of this tensor's values when they are a view of a memory-mapped file (they come
+    /// back from the file when read again); nothing otherwise. A loader calls it after checking a weight, and the
+    /// engine after converting a read-only weight to bf16, so the fp32 file pages do not stay resident beside it.
+    public func dropResidentPages() {
+        BlockedValues.lock.withLock { _ in
+            guard blocked == nil else { return }  // its row-major memory is already released
+            plainStorage.dropResidentPages(plainOffset..<plainOffset + count)
+        }
+    }
+
     public func assign(_ other: Tensor) {
         precondition(other.shape == shape, "assign: shape \(other.shape) into \(shape)")
         let (s, o) = (other.storage, other.offset)

@@ -103,6 +103,10 @@ final class WeightCache: @unchecked Sendable {
                                          readOnly: true)) {
             return fresh
         }
+        // At bf16 a read-only weight is read as this copy from now on. A view of a memory-mapped file hands its fp32
+        // pages back (they come back from the file if an fp32 op reads them), so a bf16 model holds its large weights
+        // once, in bf16, instead of in both precisions.
+        if layout.chosen.data_type == dnnl_bf16, storage.isReadOnly { weight.dropResidentPages() }
         insert(Entry(storage: storage, chosen: layout.chosen, checksum: sum, reordered: fresh, lastUse: 0), key)
         return fresh
     }

@@ -344,3 +344,65 @@ final class MappedWeightTests: XCTestCase {
         XCTAssertEqual(weight.toArray(), values, "the weight reads back from its kept copy")
     }
 }
+
+/// What a bf16 model holds: a load hands back the pages of memory-mapped weights once it has checked them, and a
+/// read-only weight converted to bf16 hands its fp32 pages back again, so the weight is resident once, in bf16.
+/// Residency is read from /proc/self/smaps for the mapping itself, so nothing else in the process can move it.
+final class MappedPageDroppingTests: XCTestCase {
+    /// The resident bytes of the mapping that holds `pointer` (nil where /proc/self/smaps cannot be read).
+    private func residentBytes(ofMappingHolding pointer: UnsafeRawPointer) -> Int? {
+        // FileHandle, not String(contentsOfFile:): /proc files report size 0 and the latter stops after one read.
+        guard let data = try? FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/self/smaps")).readToEnd(),
+              let text = String(data: data, encoding: .utf8) else { return nil }
+        let address = UInt(bitPattern: pointer)
+        var inside = false
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            if let range = fields.first, range.contains("-"), !range.hasSuffix(":") {
+                let bounds = range.split(separator: "-").compactMap { UInt($0, radix: 16) }
+                inside = bounds.count == 2 && bounds[0] <= address && address < bounds[1]
+            } else if inside, fields.first == "Rss:", fields.count >= 2, let kb = Int(fields[1]) {
+                return kb * 1024
+            }
+        }
+        return nil
+    }
+
+    func testLoadAndBF16ConversionHandBackMappedPages() throws {
+        let conv = Conv2d(256, 256, kernelSize: 3, padding: 1, bias: false)  // 2.4 MB of weight
+        let values: [Float] = (0..<conv.weight.count).map { Float(($0 * 7919) % 2003) / 2003 - 0.5 }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("page-dropping-\(getpid()).safetensors")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try SafeTensors.write(["weight": Tensor(shape: conv.weight.shape, values)], to: url)
+
+        let file = try SafeTensorsFile(contentsOf: url)
+        try conv.load(file)
+        let weight = conv.weight
+        XCTAssertTrue(weight.storage.fileBacked, "aligned F32 is served from the mapping")
+        let base = UnsafeRawPointer(weight.storage.base)
+        guard let afterLoad = residentBytes(ofMappingHolding: base) else { throw XCTSkip("no /proc/self/smaps") }
+        // The load read every value (its finite check) and handed the pages back; the header page may stay.
+        XCTAssertLessThanOrEqual(afterLoad, 2 * 4096, "the checked weight's pages stayed resident after the load")
+        XCTAssertEqual(weight.toArray(), values, "the dropped pages read back from the file")
+        XCTAssertGreaterThan(residentBytes(ofMappingHolding: base) ?? 0, 2_000_000, "reading the weight maps it again")
+
+        try XCTSkipUnless(Precision.hardwareSupportsBF16, "this CPU has no avx512_bf16 / AMX")
+        weight.storage.markReadOnly()
+        let x = Tensor(shape: [1, 256, 8, 8], (0..<(256 * 64)).map { Float($0 % 17) / 17 - 0.5 })
+        let heapWeight = Tensor(shape: weight.shape, values)  // the same values, on the heap, cached apart
+        let reference = withNoGrad { withPrecision(.bf16) { x.conv2d(weight: heapWeight, bias: nil, padding: 1) } }.toArray()
+        let first = withNoGrad { withPrecision(.bf16) { conv(x) } }.toArray()
+        XCTAssertEqual(first, reference, "a mapped weight converts to the same bf16 values")
+        XCTAssertLessThanOrEqual(residentBytes(ofMappingHolding: base) ?? .max, 2 * 4096,
+                                 "the fp32 pages stayed resident beside the weight's bf16 copy")
+        XCTAssertEqual(withNoGrad { withPrecision(.bf16) { conv(x) } }.toArray(), reference, "the cached bf16 copy serves the next call")
+        XCTAssertLessThanOrEqual(residentBytes(ofMappingHolding: base) ?? .max, 2 * 4096, "the second call read the fp32 pages")
+        XCTAssertEqual(weight.toArray(), values, "fp32 readers still get the file's exact values")
+    }
+
+    func testHeapMemoryIsNeverDropped() {
+        let t = Tensor(shape: [1 << 16], (0..<(1 << 16)).map { Float($0) })
+        t.dropResidentPages()
+        XCTAssertEqual(t.toArray(), (0..<(1 << 16)).map { Float($0) }, "heap values would read back as zeros")
+    }
+}

@@ -201,3 +201,20 @@ final class BlockedLayoutTests: XCTestCase {
         }
     }
 }
+
+/// `Tensor.withUntouchedZeros`: the parameters a model is built with before a load replaces them take no memory.
+final class UntouchedZerosTests: XCTestCase {
+    func testLargeZerosComeFromAnUntouchedMappingOnlyInTheScope() {
+        let big = Tensor.withUntouchedZeros { Tensor.zeros([1024, 512]) }
+        XCTAssertTrue(big.storage.owner is AnonymousMapping, "a 2 MiB zeros tensor in the scope is lazily mapped")
+        XCTAssertTrue(big.toArray().allSatisfy { $0 == 0 })
+        big.data[12345] = 3  // writable like any other
+        XCTAssertEqual(big.data[12345], 3)
+        let small = Tensor.withUntouchedZeros { Tensor.zeros([16, 16]) }
+        XCTAssertNil(small.storage.owner, "small tensors stay pooled")
+        XCTAssertTrue(small.toArray().allSatisfy { $0 == 0 })
+        let outside = Tensor.zeros([1024, 512])
+        XCTAssertNil(outside.storage.owner, "outside the scope zeros are pooled memory")
+        XCTAssertTrue(outside.toArray().allSatisfy { $0 == 0 })
+    }
+}

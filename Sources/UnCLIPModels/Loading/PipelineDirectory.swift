@@ -138,7 +138,9 @@ public struct PipelineDirectory: Sendable {
     func load<M: Module>(_ component: String, variant: String?, ignoring: @escaping (String) -> Bool = { _ in false },
                          _ make: (URL) throws -> M) throws -> M {
         do {
-            let model = try make(try file(component, "config.json"))
+            // Built with untouched zeros: the load replaces every parameter, so the built ones never take RAM.
+            let config = try file(component, "config.json")
+            let model = try Tensor.withUntouchedZeros { try make(config) }
             try model.load(try weights(component, variant: variant), ignoring: ignoring)
             model.eval()
             // Loaded weights are final until something assigns new storage (an optimizer gives each parameter its
