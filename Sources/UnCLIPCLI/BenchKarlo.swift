@@ -31,11 +31,11 @@ struct NonFiniteBenchmarkOutput: Error, CustomStringConvertible {
 ///
 /// Each line holds `name`, `precision`, `median_s`, `min_s`, `max_s`, `threads`, `params`, `weights`, `gflop` (the
 /// step's convolution, linear, matrix-product and attention FLOPs, `Engine.countingFLOPs`), `gflops_per_s` (those
-/// over the min time) and `peak_rss_gb`: the process's peak resident memory (VmHWM) while that component was loaded (`.mapped`, the
-/// default) or built (`.heap`) and run. The peak is reset before each component where the kernel allows it (`/proc/self/clear_refs`), so run one component per process for figures that
-/// cannot include an earlier component's high-water mark (`peak_reset` says whether the reset took). With
-/// `compareFP32` at bf16, one fp32 step follows (after the peak is read) and the line adds the bf16 output's error
-/// against it: `max_rel_err` = max |Δ| / max |y₃₂| and `mean_rel_err` = mean |Δ| / mean |y₃₂|.
+/// over the min time) and `peak_rss_gb`: the process's peak resident memory (VmHWM) while that component was loaded
+/// (`.mapped`, the default) or built (`.heap`) and run. The peak is reset before each component where the kernel
+/// allows it (`/proc/self/clear_refs`), so run one component per process for figures that cannot include an earlier
+/// component's high-water mark (`peak_reset` says whether the reset took). With `compareFP32` at bf16, one fp32 step
+/// follows (after the peak is read) and the line adds the bf16 output's error against it: `max_rel_err` = max |Δ| / max |y₃₂| and `mean_rel_err` = mean |Δ| / mean |y₃₂|.
 func runKarloBenchmark(components: [String], reps: Int, threads: Int, precision: Precision = .fp32, compareFP32: Bool = false,
                        weights: BenchWeights = .mapped) throws {
     #if canImport(COpenMP) && os(Linux)
@@ -68,7 +68,8 @@ func runKarloBenchmark(components: [String], reps: Int, threads: Int, precision:
             "\"name\": \"\(name)_step\"", "\"precision\": \"\(precision)\"", "\"median_s\": \(times[times.count / 2])",
             "\"min_s\": \(times[0])", "\"max_s\": \(times[times.count - 1])", "\"threads\": \(threads)",
             "\"params\": \(step.params)", "\"weights\": \"\(weights)\"",
-            "\"gflop\": \(Double(flops) / 1e9)", "\"gflops_per_s\": \(Double(flops) / 1e9 / times[0])", "\"peak_rss_gb\": \(peakRSSGiB().map { String($0) } ?? "null")", "\"peak_reset\": \(reset)",
+            "\"gflop\": \(Double(flops) / 1e9)", "\"gflops_per_s\": \(Double(flops) / 1e9 / times[0])",
+            "\"peak_rss_gb\": \(peakRSSGiB().map { String($0) } ?? "null")", "\"peak_reset\": \(reset)",
         ]
         if compareFP32 && precision != .fp32 {
             let reference = withNoGrad { withPrecision(.fp32) { step.run().toArray() } }

@@ -202,9 +202,6 @@ public final class Tensor: CustomStringConvertible {
         return r
     }
 
-    /// Replaces this tensor's contents by `other`'s memory (same shape), without copying.
-    ///
-    /// Used to load weights into existing parameters: a memory-mapped checkpoint becomes the parameter's storage.
     /// Hands back the resident pages of this tensor's values when they are a view of a memory-mapped file (they come
     /// back from the file when read again); nothing otherwise. A loader calls it after checking a weight, and the
     /// engine after converting a read-only weight to bf16, so the fp32 file pages do not stay resident beside it.
@@ -215,6 +212,9 @@ public final class Tensor: CustomStringConvertible {
         }
     }
 
+    /// Replaces this tensor's contents by `other`'s memory (same shape), without copying.
+    ///
+    /// Used to load weights into existing parameters: a memory-mapped checkpoint becomes the parameter's storage.
     public func assign(_ other: Tensor) {
         precondition(other.shape == shape, "assign: shape \(other.shape) into \(shape)")
         let (s, o) = (other.storage, other.offset)
