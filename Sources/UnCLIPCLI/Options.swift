@@ -15,11 +15,7 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Arithmetic of convolutions and matrix products: fp32, bf16 (bf16 operands, fp32 accumulation; needs AVX-512 BF16 or AMX) or auto (bf16 where the CPU has it, else fp32).", valueName: "fp32|bf16|auto"))
     var precision: PrecisionChoice = .fp32
 
-    func validate() throws {
-        if precision == .bf16 && !Precision.hardwareSupportsBF16 {
-            throw ValidationError("--precision bf16: this CPU has no bf16 dot-product instructions (AVX-512 BF16 or AMX); use --precision fp32 or auto")
-        }
-    }
+    func validate() throws { try precision.validate() }
 
     func pipeline() throws -> UnCLIPPipeline {
         let pipeline: UnCLIPPipeline
@@ -39,6 +35,13 @@ struct ModelOptions: ParsableArguments {
 /// `--precision`: a precision, or `auto`.
 enum PrecisionChoice: String, ExpressibleByArgument, CaseIterable {
     case fp32, bf16, auto
+
+    /// Refuses an explicit bf16 on a CPU that would only emulate it (slower than fp32).
+    func validate() throws {
+        if self == .bf16 && !Precision.hardwareSupportsBF16 {
+            throw ValidationError("--precision bf16: this CPU has no bf16 dot-product instructions (AVX-512 BF16 or AMX); use --precision fp32 or auto")
+        }
+    }
 
     /// The precision to run; `auto` says on stderr what it chose and why.
     func resolved() -> Precision {

@@ -23,6 +23,24 @@ struct TrainingArguments: ParsableArguments {
     @Flag(help: "Continue from the checkpoints in OUT/checkpoints (exactly where they stopped).")
     var resume = false
 
+    @Option(help: ArgumentHelp("""
+        Arithmetic of the convolutions and large matrix products, forward and backward: fp32, bf16 (mixed precision: \
+        bf16 operands, fp32 accumulation, fp32 master weights, gradients and optimizer state; needs AVX-512 BF16 or \
+        AMX) or auto (bf16 where the CPU has it). The exported weights' dtype is the config's "precision".
+        """, valueName: "fp32|bf16|auto"))
+    var precision: PrecisionChoice = .fp32
+
+    func validate() throws { try precision.validate() }
+
+    /// Runs a stage's training at the chosen precision (a resumed run may change it: the checkpoint is fp32).
+    func training<T>(_ body: () throws -> T) rethrows -> T {
+        let chosen = precision.resolved()
+        if chosen == .bf16 {
+            FileHandle.standardError.write(Data("training in bf16 mixed precision (convolutions and large products; fp32 master weights, gradients and optimizer state; no loss scaling: bf16 has fp32's range)\n".utf8))
+        }
+        return try withPrecision(chosen, differentiating: true, body)
+    }
+
     func dataset() throws -> any CaptionedImageDataset {
         if let data {
             let folder = try FolderDataset(directory: URL(fileURLWithPath: data))
@@ -84,7 +102,7 @@ struct Train: ParsableCommand {
             into OUT/checkpoints/STAGE/ with a loss log (loss.jsonl), and continues exactly with --resume. Ctrl-C \
             writes a checkpoint before exiting. `unclip train all --out DIR` runs every stage in order.
             """,
-        subcommands: [All.self, Tokenizer.self, CLIP.self, Prior.self, AutoregressivePrior.self, Decoder.self, SuperRes.self])
+        subcommands: [All.self, Tokenizer.self, CLIP.self, Prior.self, AutoregressivePrior.self, Decoder.self, SuperRes.self, Chart.self])
 
     static func finish(_ outcomes: [TrainingOutcome]) throws {
         for o in outcomes {
@@ -114,10 +132,15 @@ struct Train: ParsableCommand {
             if args.data == nil {
                 c.shapesWorldSeed = args.worldSeed
                 c.shapesWorldCount = args.count
-                outcomes = try trainAll(out: URL(fileURLWithPath: args.out), configuration: c, resume: args.resume, progress: reporter.handle)
+                outcomes = try args.training {
+                    try trainAll(out: URL(fileURLWithPath: args.out), configuration: c, resume: args.resume, progress: reporter.handle)
+                }
             } else {
-                outcomes = try trainAll(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), configuration: c,
-                                        resume: args.resume, progress: reporter.handle)
+                let dataset = try args.dataset()
+                outcomes = try args.training {
+                    try trainAll(dataset: dataset, out: URL(fileURLWithPath: args.out), configuration: c,
+                                 resume: args.resume, progress: reporter.handle)
+                }
             }
             try Train.finish(outcomes)
             print("pipeline in \(args.out) (\(ProgressBar.format(Date().timeIntervalSince(start))))")
@@ -142,7 +165,10 @@ struct Train: ParsableCommand {
         func run() throws {
             TrainingInterrupt.install()
             let c = try args.clipConfiguration(args.load(CLIPTrainingConfiguration.self, stage: .clip) ?? CLIPTrainingConfiguration())
-            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+            let dataset = try args.dataset()
+            try Train.finish([args.training {
+                try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            }])
         }
     }
 
@@ -153,7 +179,10 @@ struct Train: ParsableCommand {
         func run() throws {
             TrainingInterrupt.install()
             let c = try args.load(PriorTrainingConfiguration.self, stage: .prior) ?? PriorTrainingConfiguration()
-            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+            let dataset = try args.dataset()
+            try Train.finish([args.training {
+                try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            }])
         }
     }
 
@@ -175,7 +204,10 @@ struct Train: ParsableCommand {
         func run() throws {
             TrainingInterrupt.install()
             let c = try args.load(AutoregressivePriorTrainingConfiguration.self, stage: .autoregressivePrior) ?? AutoregressivePriorTrainingConfiguration()
-            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+            let dataset = try args.dataset()
+            try Train.finish([args.training {
+                try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            }])
         }
     }
 
@@ -201,7 +233,10 @@ struct Train: ParsableCommand {
                 if c.captionDropout == defaultDropout(c.conditioning) { c.captionDropout = defaultDropout(conditioning) }
                 c.conditioning = conditioning
             }
-            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+            let dataset = try args.dataset()
+            try Train.finish([args.training {
+                try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            }])
         }
     }
 
@@ -213,7 +248,10 @@ struct Train: ParsableCommand {
         func run() throws {
             TrainingInterrupt.install()
             let c = try args.load(SuperResTrainingConfiguration.self, stage: .superResolution(0)) ?? SuperResTrainingConfiguration()
-            try Train.finish([c.run(dataset: args.dataset(), out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)])
+            let dataset = try args.dataset()
+            try Train.finish([args.training {
+                try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)
+            }])
         }
     }
 }

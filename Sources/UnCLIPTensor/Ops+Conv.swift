@@ -6,7 +6,9 @@ import CDNNL
 // OIhw16i16o-style weights), so each call reorders inputs into the layout the implementation chose and the output
 // back; the reorders cost a few percent of the convolution (measured in docs/benchmarks.md), and this is also
 // what PyTorch does on CPU. In bf16 inference (`Precision.bf16`) the same reorders convert the source and the weight
-// to bf16; the weight's bf16 copy is cached (`WeightCache`), the result is fp32.
+// to bf16; the weight's bf16 copy is cached (`WeightCache`), the result is fp32. In mixed-precision training
+// (`withPrecision(.bf16, differentiating: true)`) the backward primitives take bf16 operands as well (the upstream
+// gradient, the weight, the saved input) and write fp32 gradients.
 
 /// The geometry of one convolution problem; the primitive cache key.
 struct ConvGeometry {
@@ -28,20 +30,21 @@ struct ConvGeometry {
 /// Forward primitive with the layouts it chose.
 ///
 /// In bf16 the source and weights are bf16 (the reorders into the chosen layouts convert them), the bias and the
-/// destination fp32: oneDNN accumulates in fp32, so only the operands are rounded.
+/// destination fp32: oneDNN accumulates in fp32, so only the operands are rounded. fp32 is always built for training
+/// (bit-identical to before bf16 existed); bf16 for inference unless `training` (the backward primitives' hint).
 final class ConvForward {
     let primitive: DNNLPrimitive
     let src, weights, dst: DNNLLayout
     let biasMD: dnnl_memory_desc_t
 
-    init(_ g: ConvGeometry, bf16: Bool = false) throws {
+    init(_ g: ConvGeometry, bf16: Bool = false, training: Bool = false) throws {
         let operand = bf16 ? dnnl_bf16 : dnnl_f32
         var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any, operand)
         var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any, operand)
         var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any)
         var bias = try dnnlMemoryDesc([g.o], dnnl_x)
         var desc = dnnl_convolution_desc_t()
-        let kind = bf16 ? dnnl_forward_inference : dnnl_forward_training
+        let kind = bf16 && !training ? dnnl_forward_inference : dnnl_forward_training
         let status = g.hasBias
             ? dnnl_convolution_forward_desc_init(&desc, kind, dnnl_convolution_direct,
                                                  &srcAny, &wAny, &bias, &dstAny, g.strides, g.pads, g.pads)
@@ -58,20 +61,23 @@ final class ConvForward {
                              input: false, what: "dst of \(g.describe)")
     }
 
-    static func cached(_ g: ConvGeometry, bf16: Bool = false) throws -> ConvForward {
-        try DNNL.cache.get(bf16 ? "conv2d.fwd.bf16" : "conv2d.fwd", g.key) { try ConvForward(g, bf16: bf16) }
+    static func cached(_ g: ConvGeometry, bf16: Bool = false, training: Bool = false) throws -> ConvForward {
+        let kind = !bf16 ? "conv2d.fwd" : training ? "conv2d.fwd.bf16.training" : "conv2d.fwd.bf16"
+        return try DNNL.cache.get(kind, g.key) { try ConvForward(g, bf16: bf16, training: training) }
     }
 }
 
-/// Backward-data primitive (gradient with respect to the input).
+/// Backward-data primitive (gradient with respect to the input). In bf16 the upstream gradient and the weight are
+/// bf16, the input gradient fp32.
 final class ConvBackwardData {
     let primitive: DNNLPrimitive
     let diffDst, weights, diffSrc: DNNLLayout
 
-    init(_ g: ConvGeometry, hint: ConvForward) throws {
+    init(_ g: ConvGeometry, bf16: Bool, hint: ConvForward) throws {
+        let operand = bf16 ? dnnl_bf16 : dnnl_f32
         var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any)
-        var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any)
-        var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any)
+        var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any, operand)
+        var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any, operand)
         var desc = dnnl_convolution_desc_t()
         try dnnlCheck(dnnl_convolution_backward_data_desc_init(&desc, dnnl_convolution_direct, &srcAny, &wAny, &dstAny,
                                                                g.strides, g.pads, g.pads),
@@ -85,12 +91,15 @@ final class ConvBackwardData {
                                  input: false, what: "diff_src of \(g.describe)")
     }
 
-    static func cached(_ g: ConvGeometry) throws -> ConvBackwardData {
-        try DNNL.cache.get("conv2d.bwd_data", g.key) { try ConvBackwardData(g, hint: ConvForward.cached(g)) }
+    static func cached(_ g: ConvGeometry, bf16: Bool = false) throws -> ConvBackwardData {
+        try DNNL.cache.get(bf16 ? "conv2d.bwd_data.bf16" : "conv2d.bwd_data", g.key) {
+            try ConvBackwardData(g, bf16: bf16, hint: ConvForward.cached(g, bf16: bf16, training: true))
+        }
     }
 }
 
-/// Backward-weights primitive (gradients with respect to the weight and, when asked, the bias).
+/// Backward-weights primitive (gradients with respect to the weight and, when asked, the bias). In bf16 the input
+/// and the upstream gradient are bf16, the weight and bias gradients fp32.
 final class ConvBackwardWeights {
     let primitive: DNNLPrimitive
     let src, diffDst, diffWeights: DNNLLayout
@@ -98,10 +107,11 @@ final class ConvBackwardWeights {
     /// Whether the primitive also produces the bias gradient.
     let biasGrad: Bool
 
-    init(_ g: ConvGeometry, biasGrad: Bool, hint: ConvForward) throws {
-        var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any)
+    init(_ g: ConvGeometry, biasGrad: Bool, bf16: Bool, hint: ConvForward) throws {
+        let operand = bf16 ? dnnl_bf16 : dnnl_f32
+        var srcAny = try dnnlMemoryDesc(g.srcDims, dnnl_format_tag_any, operand)
         var wAny = try dnnlMemoryDesc(g.weightDims, dnnl_format_tag_any)
-        var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any)
+        var dstAny = try dnnlMemoryDesc(g.dstDims, dnnl_format_tag_any, operand)
         var bias = try dnnlMemoryDesc([g.o], dnnl_x)
         var desc = dnnl_convolution_desc_t()
         self.biasGrad = biasGrad
@@ -121,9 +131,9 @@ final class ConvBackwardWeights {
                                      input: false, what: "diff_weights of \(g.describe)")
     }
 
-    static func cached(_ g: ConvGeometry, biasGrad: Bool) throws -> ConvBackwardWeights {
-        try DNNL.cache.get("conv2d.bwd_weights", g.key + [biasGrad ? 1 : 0]) {
-            try ConvBackwardWeights(g, biasGrad: biasGrad, hint: ConvForward.cached(g))
+    static func cached(_ g: ConvGeometry, biasGrad: Bool, bf16: Bool = false) throws -> ConvBackwardWeights {
+        try DNNL.cache.get(bf16 ? "conv2d.bwd_weights.bf16" : "conv2d.bwd_weights", g.key + [biasGrad ? 1 : 0]) {
+            try ConvBackwardWeights(g, biasGrad: biasGrad, bf16: bf16, hint: ConvForward.cached(g, bf16: bf16, training: true))
         }
     }
 }
@@ -150,8 +160,10 @@ extension Tensor {
         Engine.addFLOPs(2 * geo.dstDims.reduce(1, *) * geo.c * geo.kh * geo.kw)
         let bf16 = Precision.bf16Applies(x, weight, bias)
         let recording = GradMode.isEnabled && (x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
-        let out: Tensor = dnnlMust {
-            let fwd = try ConvForward.cached(geo, bf16: bf16)
+        // In mixed-precision training the input's bf16 copy made for the forward pass also serves the weight
+        // gradient (half the input's bytes held until backward, one conversion per convolution less).
+        let (out, savedSource): (Tensor, (dnnl_memory_desc_t, Tensor)?) = dnnlMust {
+            let fwd = try ConvForward.cached(geo, bf16: bf16, training: recording)
             let what = geo.describe
             // An input still in a blocked layout is used as it is, or reordered straight into the chosen one.
             let xs: Tensor
@@ -174,12 +186,13 @@ extension Tensor {
             // The reordered input (and a weight reordered for this call) are held by nothing else: kept alive past
             // the call that reads their pointers.
             try withExtendedLifetime((xs, ws)) { try fwd.primitive.execute(args, what: what) }
+            let saved = bf16 && recording && weight.requiresGrad ? (fwd.src.chosen, xs) : nil
             guard let plainOut else {
-                return Tensor(shape: geo.dstDims, blocked: BlockedValues(md: fwd.dst.chosen, plainMD: fwd.dst.plain,
-                                                                         buffer: ys, toPlain: fwd.dst.toPlain!))
+                return (Tensor(shape: geo.dstDims, blocked: BlockedValues(md: fwd.dst.chosen, plainMD: fwd.dst.plain,
+                                                                          buffer: ys, toPlain: fwd.dst.toPlain!)), saved)
             }
             try fwd.dst.finish(ys, into: plainOut, what: what)
-            return plainOut
+            return (plainOut, saved)
         }
         let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
         return out.recorded("conv2d", inputs) { g, _ in
@@ -189,7 +202,7 @@ extension Tensor {
                 // The upstream gradient reordered for backward data, reused by backward weights when layouts agree.
                 var reorderedG: (dnnl_memory_desc_t, Tensor)?
                 if x.requiresGrad {
-                    let bd = try ConvBackwardData.cached(geo)
+                    let bd = try ConvBackwardData.cached(geo, bf16: bf16)
                     let result = Tensor(uninitializedShape: x.shape)
                     let gs = try bd.diffDst.input(g, what: what)
                     reorderedG = (bd.diffDst.chosen, gs)
@@ -207,9 +220,14 @@ extension Tensor {
                 let needBias = bias?.requiresGrad ?? false
                 if weight.requiresGrad || needBias {
                     // The bias gradient (a sum over N, H, W) rides along with the weight gradient when needed.
-                    let bw = try ConvBackwardWeights.cached(geo, biasGrad: needBias)
+                    let bw = try ConvBackwardWeights.cached(geo, biasGrad: needBias, bf16: bf16)
                     let resultW = Tensor(uninitializedShape: weight.shape)
-                    let xs = try bw.src.input(x, what: what)
+                    let xs: Tensor
+                    if let (md, t) = savedSource, bw.src.chooses(md) {
+                        xs = t
+                    } else {
+                        xs = try bw.src.input(x, what: what)
+                    }
                     let gs: Tensor
                     if let (md, t) = reorderedG, bw.diffDst.chooses(md) {
                         gs = t

@@ -3,7 +3,8 @@ import CDNNL
 // Matrix products on oneDNN. `dnnl_sgemm` (row-major, fp32) serves untransposed products and every small one; a
 // Linear layer's transposed `[out, in]` weight runs faster on the matmul primitive (brgemm kernels), which also adds
 // the bias in the same pass. Measured per shape on this machine; see docs/benchmarks.md. In bf16 inference the
-// primitive path takes bf16 operands (fp32 accumulation); the sgemm paths, batched products included, stay fp32.
+// primitive path takes bf16 operands (fp32 accumulation); the sgemm paths, batched products included, stay fp32. In
+// mixed-precision training a large linear layer's two backward products run in bf16 too (`BF16Product`).
 
 /// Row-major single-precision GEMM kernels shared by matmul, linear and attention.
 enum GEMM {
@@ -128,6 +129,51 @@ final class LinearPrimitive {
     }
 }
 
+/// A cached oneDNN matmul primitive for `op(A) · op(B) → C` with bf16 operands converted per call, fp32 accumulation
+/// and an fp32 row-major result: the backward products of a linear layer in mixed-precision training.
+///
+/// `a` is row-major `[m, k]` (or `[k, m]` with `transA`), `b` row-major `[k, n]` (or `[n, k]` with `transB`); each is
+/// read through a transposed memory descriptor where asked, so the conversion to bf16 is also the transpose oneDNN
+/// prefers.
+final class BF16Product {
+    let primitive: DNNLPrimitive
+    let a, b: DNNLLayout
+    let c: dnnl_memory_desc_t
+
+    init(m: Int, n: Int, k: Int, transA: Bool, transB: Bool) throws {
+        let what = "bf16 matmul \(m)×\(n)×\(k)\(transA ? " (Aᵀ)" : "")\(transB ? " (Bᵀ)" : "")"
+        let plainA = try dnnlMemoryDesc([m, k], transA ? dnnl_ba : dnnl_ab)
+        let plainB = try dnnlMemoryDesc([k, n], transB ? dnnl_ba : dnnl_ab)
+        var anyA = try dnnlMemoryDesc([m, k], dnnl_format_tag_any, dnnl_bf16)
+        var anyB = try dnnlMemoryDesc([k, n], dnnl_format_tag_any, dnnl_bf16)
+        var dst = try dnnlMemoryDesc([m, n], dnnl_ab)
+        var desc = dnnl_matmul_desc_t()
+        try dnnlCheck(dnnl_matmul_desc_init(&desc, &anyA, &anyB, nil, &dst), "matmul_desc_init(\(what))")
+        primitive = try DNNLPrimitive(opDesc: &desc, what: what)
+        a = try DNNLLayout(plain: plainA, chosen: primitive.md(dnnl_query_src_md), input: true, what: "A of " + what)
+        b = try DNNLLayout(plain: plainB, chosen: primitive.md(dnnl_query_weights_md), input: true, what: "B of " + what)
+        c = dst
+    }
+
+    /// `op(a) · op(b)` as a new `[m, n]` tensor.
+    static func run(m: Int, n: Int, k: Int, _ a: Tensor, transA: Bool = false, _ b: Tensor, transB: Bool = false) -> Tensor {
+        dnnlMust {
+            let p = try DNNL.cache.get("matmul.bf16", [m, n, k, transA ? 1 : 0, transB ? 1 : 0]) {
+                try BF16Product(m: m, n: n, k: k, transA: transA, transB: transB)
+            }
+            let out = Tensor(uninitializedShape: [m, n])
+            let pa = try p.a.input(a, what: "bf16 matmul"), pb = try p.b.input(b, what: "bf16 matmul")
+            // The converted operands are held by nothing else: kept alive past the call that reads their pointers.
+            try withExtendedLifetime((pa, pb)) {
+                try p.primitive.execute([(DNNL_ARG_SRC, p.a.chosen, UnsafeMutableRawPointer(pa.data)),
+                                         (DNNL_ARG_WEIGHTS, p.b.chosen, UnsafeMutableRawPointer(pb.data)),
+                                         (DNNL_ARG_DST, p.c, UnsafeMutableRawPointer(out.data))], what: "bf16 matmul")
+            }
+            return out
+        }
+    }
+}
+
 extension Tensor {
     /// Matrix product with broadcast batch dimensions: `[..., M, K] × [..., K, N] → [..., M, N]` (torch.matmul for
     /// rank ≥ 2 operands).
@@ -168,9 +214,10 @@ extension Tensor {
         let out = Tensor(uninitializedShape: Array(shape.dropLast()) + [outF])
         let po = out.data
         Engine.addFLOPs(2 * rows * outF * inF)
-        if 2 * rows * outF * inF >= LinearPrimitive.minFlops {
-            LinearPrimitive.run(m: rows, n: outF, k: inF, x: x, w: weight, bias: bias, out: out,
-                                bf16: Precision.bf16Applies(x, weight, bias))
+        let large = 2 * rows * outF * inF >= LinearPrimitive.minFlops
+        let bf16 = large && Precision.bf16Applies(x, weight, bias)
+        if large {
+            LinearPrimitive.run(m: rows, n: outF, k: inF, x: x, w: weight, bias: bias, out: out, bf16: bf16)
         } else {
             if let bias {
                 // Start every row at the bias, then accumulate the product into it (beta = 1).
@@ -185,17 +232,25 @@ extension Tensor {
             var grads: [Tensor?] = []
             if x.requiresGrad {
                 // dX = g · W   ([rows, out] × [out, in])
-                let gx = Tensor(uninitializedShape: x.shape)
-                GEMM.sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.data, lda: outF,
-                           b: weight.data, ldb: inF, c: gx.data, ldc: inF)
-                grads.append(gx)
+                if bf16 {
+                    grads.append(BF16Product.run(m: rows, n: inF, k: outF, g, weight).reshaped(x.shape))
+                } else {
+                    let gx = Tensor(uninitializedShape: x.shape)
+                    GEMM.sgemm(transA: false, transB: false, m: rows, n: inF, k: outF, a: g.data, lda: outF,
+                               b: weight.data, ldb: inF, c: gx.data, ldc: inF)
+                    grads.append(gx)
+                }
             } else { grads.append(nil) }
             if weight.requiresGrad {
                 // dW = gᵀ · X   ([out, rows] × [rows, in])
-                let gw = Tensor(uninitializedShape: weight.shape)
-                GEMM.sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.data, lda: outF,
-                           b: x.data, ldb: inF, c: gw.data, ldc: inF)
-                grads.append(gw)
+                if bf16 {
+                    grads.append(BF16Product.run(m: outF, n: inF, k: rows, g, transA: true, x))
+                } else {
+                    let gw = Tensor(uninitializedShape: weight.shape)
+                    GEMM.sgemm(transA: true, transB: false, m: outF, n: inF, k: rows, a: g.data, lda: outF,
+                               b: x.data, ldb: inF, c: gw.data, ldc: inF)
+                    grads.append(gw)
+                }
             } else { grads.append(nil) }
             if let bias {
                 grads.append(bias.requiresGrad ? g.reshaped([rows, outF]).sum(axes: [0]) : nil)

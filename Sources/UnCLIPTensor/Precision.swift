@@ -1,8 +1,10 @@
 import CDNNL
 
-// The arithmetic of inference: fp32 throughout, or bf16 operands in convolutions and large matrix products with fp32
-// accumulation and fp32 results. Everything else (norms, softmax, attention, timestep embeddings, the samplers)
-// stays fp32 in both, and the recorded graph of training is never run in bf16.
+// The arithmetic of convolutions and matrix products: fp32 throughout, or bf16 operands in convolutions and large
+// matrix products with fp32 accumulation and fp32 results. Everything else (norms, softmax, attention, timestep
+// embeddings, the samplers) stays fp32 in both. A recorded graph (training) runs in bf16 only when asked
+// (`withPrecision(.bf16, differentiating: true)`, mixed-precision training): then the backward convolutions and
+// products take bf16 operands too, while weights, gradients and optimizer state stay fp32.
 
 /// The precision of convolutions and matrix products in inference.
 public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
@@ -16,6 +18,9 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     /// The precision of the current task's inference ops: fp32 unless inside `withPrecision`.
     @TaskLocal public static var current: Precision = .fp32
 
+    /// Whether `current` also applies to ops that record a graph, forward and backward (mixed-precision training).
+    @TaskLocal public static var differentiating = false
+
     /// Whether this CPU has bf16 dot-product instructions (AVX-512 BF16 or AMX), as oneDNN detects them. Without
     /// them oneDNN emulates bf16 (slower than fp32) or refuses it.
     public static let hardwareSupportsBF16: Bool = {
@@ -26,18 +31,26 @@ public enum Precision: String, Sendable, CaseIterable, CustomStringConvertible {
     /// What `auto` means here: bf16 where the CPU computes it natively, else fp32.
     public static var automatic: Precision { hardwareSupportsBF16 ? .bf16 : .fp32 }
 
-    /// Whether an op on `x`, `weight` and `bias` runs in bf16 now: bf16 is current and no input is being
-    /// differentiated. (Three parameters, not a variadic list: this runs on every convolution and linear call.)
+    /// Whether an op on `x`, `weight` and `bias` runs in bf16 now: bf16 is current and either mixed-precision
+    /// training is on or no input is being differentiated. (Three parameters, not a variadic list: this runs on every
+    /// convolution and linear call.)
     @inline(__always)
     static func bf16Applies(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) -> Bool {
         guard current == .bf16 else { return false }
+        if differentiating { return true }
         return !GradMode.isEnabled || !(x.requiresGrad || weight.requiresGrad || (bias?.requiresGrad ?? false))
     }
 }
 
-/// Runs `body` with convolutions and large matrix products at `precision` (inference only: ops recording a graph
-/// stay fp32).
+/// Runs `body` with convolutions and large matrix products at `precision`.
+///
+/// With `differentiating` false (inference) ops that record a graph stay fp32. With it true (mixed-precision
+/// training) they run at `precision` too, and so do their backward passes: bf16 operands, fp32 accumulation, fp32
+/// gradients, so the master weights and the optimizer state stay fp32. bf16 keeps fp32's exponent range, so no loss
+/// scaling is needed (gradients that fp16 would flush to zero are representable).
 @discardableResult
-public func withPrecision<T>(_ precision: Precision, _ body: () throws -> T) rethrows -> T {
-    try Precision.$current.withValue(precision, operation: body)
+public func withPrecision<T>(_ precision: Precision, differentiating: Bool = false, _ body: () throws -> T) rethrows -> T {
+    try Precision.$current.withValue(precision) {
+        try Precision.$differentiating.withValue(differentiating, operation: body)
+    }
 }

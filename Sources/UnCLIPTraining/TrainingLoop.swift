@@ -388,6 +388,8 @@ final class TrainingLoop {
         var interrupted = false
         let log = try openLog()
         defer { try? log.close() }
+        // What the steps' convolutions and products run at (recorded in each log line).
+        let precision = Precision.differentiating ? Precision.current : .fp32
 
         while step < schedule.steps {
             if TrainingInterrupt.isRequested { interrupted = true; break }
@@ -411,7 +413,7 @@ final class TrainingLoop {
             recentRate = recentRate == 0 ? 1 / dt : 0.9 * recentRate + 0.1 / dt
             smoothed = smoothed.isNaN ? value : 0.98 * smoothed + 0.02 * value
             if step % schedule.logEvery == 0 || step == schedule.steps {
-                let line = "{\"step\":\(step),\"loss\":\(value),\"smoothed_loss\":\(smoothed),\"lr\":\(lr),\"grad_norm\":\(norm),\"time\":\(now.timeIntervalSince1970)}\n"
+                let line = "{\"step\":\(step),\"loss\":\(value),\"smoothed_loss\":\(smoothed),\"lr\":\(lr),\"grad_norm\":\(norm),\"time\":\(now.timeIntervalSince1970),\"precision\":\"\(precision)\"}\n"
                 log.write(Data(line.utf8))
             }
             progress(.step(TrainingProgress(stage: stage, step: step, totalSteps: schedule.steps, loss: value,

@@ -138,6 +138,24 @@ extension CLITests {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out.path))
     }
 
+    /// `unclip train chart` draws two logs' windows as a PNG and prints their differences; `--precision` parses on
+    /// every trainer.
+    func testTrainChartDrawsAndCompares() throws {
+        let logs = (0..<2).map { k -> URL in
+            let url = temporaryFile("loss\(k).jsonl")
+            let lines = (1...40).map { #"{"step":\#($0),"loss":\#(1.0 / Double($0) + 0.01 * Double(($0 * 7 + k) % 5)),"smoothed_loss":0}"# }
+            try! lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
+            return url
+        }
+        let out = temporaryFile("chart.png")
+        try run(["train", "chart", logs[0].path, logs[1].path, "--labels", "fp32,bf16", "--window", "10", "--out", out.path])
+        let image = try RGBImage(contentsOf: out)
+        XCTAssertGreaterThan(image.width, 900)
+        XCTAssertThrowsError(try run(["train", "chart", logs[0].path, "--labels", "a,b", "--out", out.path]))
+        XCTAssertEqual(try Train.Decoder.parse(["--out", "unused", "--precision", "auto"]).args.precision, .auto)
+        XCTAssertThrowsError(try Train.Decoder.parse(["--out", "unused", "--precision", "fp16"]))
+    }
+
     func testTrainingOnShapesWorldNamesItsCaptionRecipeAndAFolderGetsNone() throws {
         let shapes = try Train.CLIP.parse(["--out", "unused"])
         XCTAssertEqual(shapes.args.clipConfiguration(CLIPTrainingConfiguration()).captionRecipe, .shapesWorld)

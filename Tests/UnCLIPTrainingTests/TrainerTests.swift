@@ -255,6 +255,45 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(try directory.loadScheduler("decoder_scheduler").config.varianceType, .learnedRange)
     }
 
+    /// bf16 mixed-precision training of the decoder: the same run (seed, batches, timesteps) starts at the fp32
+    /// run's loss up to bf16 rounding, its loss falls as fast, each log line records the precision, and the exported
+    /// weights are fp32 master weights (they load and differ from the fp32 run's only by the rounding's effect).
+    func testDecoderTrainsInBF16MixedPrecision() throws {
+        try XCTSkipUnless(Precision.hardwareSupportsBF16, "this CPU has no avx512_bf16 / AMX")
+        var c = TrainAllConfiguration.smokeTest.decoder
+        overfit(&c.training, steps: 20, lr: 2e-3)
+        let fp32 = try copyOfCLIPFolder("decoder-fp32"), bf16 = try copyOfCLIPFolder("decoder-bf16")
+        XCTAssertTrue(try c.run(dataset: eight, out: fp32).exported)
+        XCTAssertTrue(try withPrecision(.bf16, differentiating: true) { try c.run(dataset: eight, out: bf16) }.exported)
+        let a = try LossLog.read(fp32.appendingPathComponent("checkpoints/decoder/loss.jsonl"))
+        let b = try LossLog.read(bf16.appendingPathComponent("checkpoints/decoder/loss.jsonl"))
+        XCTAssertEqual(a.map(\.precision), Array(repeating: "fp32", count: 20))
+        XCTAssertEqual(b.map(\.precision), Array(repeating: "bf16", count: 20))
+        XCTAssertEqual(b[0].loss, a[0].loss, accuracy: 0.02 * a[0].loss, "the first step's loss differs by more than bf16 rounding")
+        XCTAssertNotEqual(b[0].loss, a[0].loss, "the bf16 run left no trace of rounding")
+        assertLossFalls(b.map { Float($0.loss) }, by: 0.7)
+        let tail = { (r: [LossRecord]) in r.suffix(4).map(\.loss).reduce(0, +) / 4 }
+        XCTAssertEqual(tail(b), tail(a), accuracy: 0.25 * tail(a), "the loss curves part")
+        XCTAssertEqual(try PipelineDirectory(bf16).loadDecoder().config.outChannels, 6)
+    }
+
+    /// The loss log's reader and its windows (mean and standard error of the raw loss), and a bad line named.
+    func testLossLogWindows() throws {
+        let url = try temporaryDirectory("losslog").appendingPathComponent("loss.jsonl")
+        let lines = (1...6).map { #"{"step":\#($0),"loss":\#(Double($0)),"smoothed_loss":1,"lr":0.1}"# }
+        try (lines.joined(separator: "\n") + "\n").write(to: url, atomically: true, encoding: .utf8)
+        let records = try LossLog.read(url)
+        XCTAssertEqual(records.map(\.step), [1, 2, 3, 4, 5, 6])
+        XCTAssertEqual(records[0].precision, "fp32", "a log without the field is fp32")
+        let windows = LossLog.windows(records, size: 3)
+        XCTAssertEqual(windows.map(\.firstStep), [1, 4])
+        XCTAssertEqual(windows.map(\.mean), [2, 5])
+        // Steps 1, 2, 3: sample variance 1, standard error √(1/3).
+        XCTAssertEqual(windows[0].standardError, (1.0 / 3).squareRoot(), accuracy: 1e-12)
+        try (lines[0] + "\nnot json\n").write(to: url, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try LossLog.read(url)) { XCTAssertTrue("\($0)".contains("line 2"), "\($0)") }
+    }
+
     /// The GLIDE-style baseline: the same trainer with `conditioning: caption` writes its own folders beside the
     /// unCLIP decoder, trains the null embedding it is always given, and the pipeline draws with it from the caption
     /// alone, whatever image embedding it is handed.
