@@ -94,7 +94,7 @@ let package = Package(
             "UnCLIPServer", "UnCLIPModels", "UnCLIPImage", "UnCLIPShapesModel",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png"]),
+        .testTarget(name: "UnCLIPShapesModelTests", dependencies: ["UnCLIPShapesModel", "UnCLIPEvaluation", "UnCLIPModels", "UnCLIPShapesWorld"], exclude: ["reference.png", "reference-512.png"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -39,14 +39,18 @@ struct Evaluate: ParsableCommand {
             a 4 × 4 grid per scale and decoder of the first prompt. --task binding: the paper's Figure 15: the CLIP \
             image embeddings of two-object renders decoded (with an empty caption, as the variation pipeline does, \
             and with the caption), each reconstruction's objects matched to the render's by position: how often \
-            the two colours or the two shapes swap; --grid draws the first renders and their reconstructions.
+            the two colours or the two shapes swap; --grid draws the first renders and their reconstructions. \
+            --task upsampler: the cascade's last stage (the embedded model's 128 → 512) on each prompt's image: \
+            whole-caption accuracy of its input and of its output area-downscaled back (paired), the 10–90 % edge \
+            width of its output's shapes against exact renders of the same scenes at its size, the background's \
+            deviation from white, and its time; --grid draws crops of input, output and render.
             """)
 
     enum Task: String, ExpressibleByArgument, CaseIterable {
-        case captions, inversion, textdiff, relations, inpainting, priors, ablation, guidance, binding
+        case captions, inversion, textdiff, relations, inpainting, priors, ablation, guidance, binding, upsampler
     }
 
-    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), inpainting, priors (diffusion / best of two / autoregressive), ablation (caption only / text embedding / prior), guidance (unCLIP against the GLIDE-style decoder across decoder guidance scales) or binding (attribute swaps in reconstructions).")
+    @Option(help: "What to evaluate: captions (text → image fidelity), inversion, textdiff, relations (does CLIP read them), inpainting, priors (diffusion / best of two / autoregressive), ablation (caption only / text embedding / prior), guidance (unCLIP against the GLIDE-style decoder across decoder guidance scales), binding (attribute swaps in reconstructions) or upsampler (the cascade's last stage: accuracy kept, edge sharpness, clean background).")
     var task: Task = .captions
 
     @Option(help: "Cases for --task inversion / textdiff / inpainting.")
@@ -104,6 +108,9 @@ struct Evaluate: ParsableCommand {
 
     @Flag(help: "Skip the prior: decode the CLIP image embedding of each prompt's ground-truth render (measures the decoder alone).")
     var groundTruthEmbeddings = false
+
+    @Option(help: ArgumentHelp("Side of the images of --task captions (one the model draws; the parser reads any size). Default: the model's.", valueName: "px"))
+    var size: Int?
 
     func validate() throws {
         guard prompts >= 1 else { throw ValidationError("--prompts must be at least 1 (got \(prompts))") }
@@ -171,6 +178,12 @@ struct Evaluate: ParsableCommand {
         case .binding:
             try measureBinding(pipeline)
             return
+        case .upsampler:
+            let c = UpsamplerEvaluationConfiguration(configuration(pipeline))
+            print(samplingLine(c.sampling))
+            let bar = ProgressBar("upsampler", total: prompts)
+            print(try evaluateUpsampler(pipeline: pipeline, configuration: c) { done, _ in bar.update(done) })
+            return
         case .inversion:
             let world = ShapesWorld(seed: promptSeed)
             let images = (0..<cases).map { ShapesWorld.render(world.scene(at: $0)) }
@@ -230,6 +243,7 @@ struct Evaluate: ParsableCommand {
         c.sampling = pipeline.defaultOptions
         if let priorGuidance { c.sampling.priorGuidance = priorGuidance }
         if let decoderGuidance { c.sampling.decoderGuidance = decoderGuidance }
+        if let size, task == .captions { c.sampling.size = size }
         if task == .captions {
             c.sampling.prior = prior
             c.sampling.priorCandidates = priorCandidates
@@ -284,7 +298,7 @@ extension Evaluate {
     func samplingLine(_ o: SamplingOptions) -> String {
         let priorPart = o.decoder == .glide ? "no prior (GLIDE-style decoder)"
             : "prior \(o.prior == .autoregressive ? "autoregressive" : "diffusion, \(o.priorSteps) steps"), guidance \(o.priorGuidance)\(o.priorCandidates > 1 ? ", best of \(o.priorCandidates)" : "")"
-        return "sampling: \(priorPart); decoder \(o.decoder == .glide ? "GLIDE-style" : "unCLIP"), \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps"
+        return "sampling: \(priorPart); decoder \(o.decoder == .glide ? "GLIDE-style" : "unCLIP"), \(o.decoderSteps) steps, guidance \(o.decoderGuidance); super-resolution \(o.superResSteps) steps\(o.laterSuperResSteps.map { ", second upsampler \($0)" } ?? "")\(o.size.map { "; \($0) px" } ?? "")"
     }
 
     /// --task guidance: both decoders at every scale, then the figures.

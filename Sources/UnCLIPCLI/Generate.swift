@@ -6,12 +6,13 @@ import UnCLIPImage
 /// `unclip generate`: text → image.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Draw images from a text prompt: CLIP text encoder → prior → decoder → super-resolution.",
+        abstract: "Draw images from a text prompt: CLIP text encoder → prior → decoder → upsamplers.",
         discussion: """
             Defaults are diffusers' UnCLIPPipeline defaults (prior 25 steps, decoder 25, super-resolution 7; guidance \
             4.0 and 8.0) unless the model directory's unclip_defaults.json says otherwise (the embedded model: prior \
-            guidance 2, decoder guidance 3). With --noise, the recorded draws of a reference run are replayed, \
-            reproducing its image.
+            guidance 2, decoder guidance 3). --size picks where the upsampler cascade stops: the embedded model \
+            draws 128 × 128 by default and 512 × 512 with --size 512 (its second upsampler, 128 → 512). With \
+            --noise, the recorded draws of a reference run are replayed, reproducing its image.
             """)
 
     @Argument(help: "The caption to draw.")

@@ -73,8 +73,18 @@ struct SamplingArguments: ParsableArguments {
     @Option(help: "Super-resolution denoising steps (default: the model's; diffusers' 7).")
     var superResSteps: Int?
 
+    @Option(name: .customLong("super-res-2-steps"), help: "Denoising steps of the second upsampler (the embedded model's 128 → 512; default: the model's, else --super-res-steps).")
+    var superRes2Steps: Int?
+
     @Option(help: "Classifier-free guidance scale of the decoder (default: the model's; diffusers' 8, the embedded model's 3).")
     var decoderGuidance: Float?
+
+    @Option(help: ArgumentHelp("""
+        Side of the images: the decoder's or one upsampler stage's output, where the cascade stops (the embedded \
+        model: 32, 128 or 512; Karlo: 64 or 256). Default: the model's (the embedded model's 128); a size above the \
+        model's largest draws its largest and says so.
+        """, valueName: "px"))
+    var size: Int?
 
     @Flag(help: "No progress bars.")
     var quiet = false
@@ -83,7 +93,11 @@ struct SamplingArguments: ParsableArguments {
         try validateCount(n)
         try validateSteps(decoderSteps, "--decoder-steps")
         try validateSteps(superResSteps, "--super-res-steps")
+        try validateSteps(superRes2Steps, "--super-res-2-steps")
         try validateGuidance(decoderGuidance, "--decoder-guidance")
+        if let size, !(1...SamplingOptions.maxSize).contains(size) {
+            throw ValidationError("--size must be in 1 … \(SamplingOptions.maxSize) pixels (got \(size))")
+        }
         if let noise, !FileManager.default.fileExists(atPath: noise) { throw ValidationError("--noise: no such file: \(noise)") }
     }
 
@@ -95,8 +109,16 @@ struct SamplingArguments: ParsableArguments {
         if let decoderSteps { o.decoderSteps = decoderSteps }
         if let superResSteps { o.superResSteps = superResSteps }
         if let decoderGuidance { o.decoderGuidance = decoderGuidance }
+        if let size { o.size = size }
+        if let superRes2Steps { o.laterSuperResSteps = superRes2Steps }
         try checkSteps(o.decoderSteps, "--decoder-steps", scheduler: "decoder_scheduler", in: pipeline)
-        if pipeline.upsamplerCount > 0 { try checkSteps(o.superResSteps, "--super-res-steps", scheduler: "super_res_scheduler", in: pipeline) }
+        do {
+            for k in 0..<(try pipeline.upsamplerStages(for: o)) {
+                let steps = k == 0 ? o.superResSteps : o.laterSuperResSteps ?? o.superResSteps
+                try checkSteps(steps, k == 0 ? "--super-res-steps" : "--super-res-2-steps", scheduler: "\(Stage.superResolution(k).key)_scheduler", in: pipeline)
+            }
+        } catch let error as PipelineArgumentError { throw ValidationError("--size: \(error)") }
+        if let note = pipeline.sizeNote(o.size) { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
         return o
     }
 

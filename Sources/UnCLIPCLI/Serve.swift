@@ -43,6 +43,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most images of generation requests with the same settings run as one batch (1: each request alone).")
     var maxBatch = 8
 
+    @Option(help: ArgumentHelp("The largest side the model draws for a request (default: the model's default size, the embedded model's 128; 512 runs its second upsampler for 512 and 1024 requests, about 2 s more an image). Images are resized to the requested square.", valueName: "px"))
+    var maxDrawSize: Int?
+
     @Option(help: "Seconds a connection may send nothing while its request is read, or between requests, before it is closed.")
     var idleTimeout: Double = 60
 
@@ -59,6 +62,9 @@ struct Serve: ParsableCommand {
         guard idleTimeout > 0 && idleTimeout.isFinite else { throw ValidationError("--idle-timeout must be > 0 seconds (got \(idleTimeout))") }
         guard filesCapMb >= 1 else { throw ValidationError("--files-cap-mb must be at least 1 (got \(filesCapMb))") }
         guard gracePeriod >= 0 && gracePeriod.isFinite else { throw ValidationError("--grace-period must be ≥ 0 (got \(gracePeriod))") }
+        if let maxDrawSize, !(1...SamplingOptions.maxSize).contains(maxDrawSize) {
+            throw ValidationError("--max-draw-size must be in 1 … \(SamplingOptions.maxSize) pixels (got \(maxDrawSize))")
+        }
     }
 
     func run() throws {
@@ -83,7 +89,11 @@ struct Serve: ParsableCommand {
                 .filter { !$0.isEmpty && !$0.hasPrefix("#") }
             guard !configuration.apiKeys.isEmpty else { throw ValidationError("--api-key-file: \(apiKeyFile) holds no key") }
         }
+        configuration.maxDrawSize = maxDrawSize
         let pipeline = try model.pipeline()
+        if let maxDrawSize, !pipeline.imageSizes.contains(maxDrawSize) {
+            throw ValidationError("--max-draw-size \(maxDrawSize): \(pipeline.name) draws \(pipeline.imageSizes.map(String.init).joined(separator: ", ")) px images; give one of those")
+        }
         let name = pipeline.directory?.url.lastPathComponent ?? "unclip"
         let shared = UnCLIPModel(pipeline, maxWaiting: maxWaiting, maxBatchImages: maxBatch)
         let service = try ImageService(model: shared, modelName: name, configuration: configuration)

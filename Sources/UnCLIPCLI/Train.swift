@@ -58,22 +58,24 @@ struct TrainingArguments: ParsableArguments {
         data == nil ? c.defaultingCaptionRecipe(to: .shapesWorld) : c
     }
 
-    func load<T: Decodable>(_ type: T.Type, stage: Stage?) throws -> T? {
+    func load<T: Decodable>(_ type: T.Type, stage: Stage?, userInfo: [CodingUserInfoKey: Any] = [:]) throws -> T? {
         guard let config else { return nil }
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: config)) } catch {
             throw InputFileError.missing(flag: "--config", path: config)
         }
+        let decoder = JSONDecoder()
+        decoder.userInfo = userInfo
         if let stage {
             // A stage's settings may be given alone or inside a train-all file under the stage's key (or an
             // earlier name of it).
             let keys = [stage.key] + stage.earlierKeys
             if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                let sub = keys.lazy.compactMap({ object[$0] }).first {
-                return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
+                return try decoder.decode(T.self, from: JSONSerialization.data(withJSONObject: sub))
             }
         }
-        return try JSONDecoder().decode(T.self, from: data)
+        return try decoder.decode(T.self, from: data)
     }
 }
 
@@ -96,7 +98,7 @@ final class TrainingReporter {
 /// `unclip train`: train unCLIP from scratch.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train unCLIP from scratch: tokenizer, CLIP, prior, decoder, super-resolution.",
+        abstract: "Train unCLIP from scratch: tokenizer, CLIP, prior, decoder, the upsampler cascade.",
         discussion: """
             Each stage writes diffusers-layout component folders into --out, checkpoints atomically every N steps \
             into OUT/checkpoints/STAGE/ with a loss log (loss.jsonl), and continues exactly with --resume. Ctrl-C \
@@ -116,7 +118,8 @@ struct Train: ParsableCommand {
             abstract: "Train every stage in order and leave a complete pipeline directory.",
             discussion: """
                 --config takes one JSON object with a section per stage ("tokenizer", "clip", "prior", "decoder", \
-                "super_res" (earlier "superres"); each as its own subcommand's --config) and "sampling": the settings written to \
+                "super_res" (earlier "superres"), "super_res_2" (the 128 → 512 stage; null skips it); each as its own \
+                subcommand's --config) and "sampling": the settings written to \
                 OUT/unclip_defaults.json, which generate and evaluate use unless told otherwise (keys as diffusers' \
                 UnCLIPPipeline arguments; default {"prior_guidance_scale": 2, "decoder_guidance_scale": 3}, what \
                 measured best for ShapesWorld models; {} keeps diffusers' defaults). docs/training.md has the recipes.
@@ -242,12 +245,33 @@ struct Train: ParsableCommand {
 
     struct SuperRes: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: Stage.superResolution(0).key, abstract: "Train the 32 → 128 super-resolution UNet.", aliases: ["superres"])
+            commandName: Stage.superResolution(0).key,
+            abstract: "Train an upsampler of the cascade: stage 1 (32 → 128) or stage 2 (128 → 512).",
+            discussion: """
+                One trainer for every stage; the stage's sizes and degradations are settings (--config, or the \
+                "super_res" / "super_res_2" section of a train-all file): stage, high_resolution, low_resolution, \
+                crop_size, block_out_channels, layers_per_block, norm_groups, the conditioning image's degradations \
+                (blur_*, noise_*, resize_*, jpeg_*), prediction_type, precision, training. Stage 2's defaults train \
+                on 128 × 128 crops of 512 × 512 ShapesWorld renders with BSR-style degradations (blur, resize jitter, \
+                noise, JPEG) and write OUT/super_res_2_first, _last and _scheduler, which `unclip generate --size 512` \
+                runs after stage 1. A --data folder's images must be at least the stage's high_resolution.
+                """,
+            aliases: ["superres"])
         @OptionGroup var args: TrainingArguments
+        @Option(help: ArgumentHelp("Which upsampler of the cascade: 1 (the first, 32 → 128 by default) or 2 (128 → 512). A config file naming another \"stage\" is an error.", valueName: "1|2"))
+        var stage = 1
+
+        func validate() throws {
+            guard (1...2).contains(stage) else { throw ValidationError("--stage must be 1 or 2 (the cascade's upsamplers), got \(stage)") }
+        }
 
         func run() throws {
             TrainingInterrupt.install()
-            let c = try args.load(SuperResTrainingConfiguration.self, stage: .superResolution(0)) ?? SuperResTrainingConfiguration()
+            let c = try args.load(SuperResTrainingConfiguration.self, stage: .superResolution(stage - 1),
+                                  userInfo: [SuperResTrainingConfiguration.defaultStageKey: stage]) ?? .defaults(stage: stage)
+            if c.stage != stage {
+                throw ValidationError("--stage \(stage), but \(args.config ?? "the config") gives \"stage\": \(c.stage); say one")
+            }
             let dataset = try args.dataset()
             try Train.finish([args.training {
                 try c.run(dataset: dataset, out: URL(fileURLWithPath: args.out), resume: args.resume, progress: TrainingReporter().handle)

@@ -262,6 +262,28 @@ extension RGBImage {
         return out.prefix(size)
     }
 
+    /// Encodes the image as a baseline JPEG at `quality` (1 … 100, libjpeg's scale; 4:2:0 chroma subsampling, as
+    /// libjpeg's defaults): the super-resolution trainers' compression artefacts, not a file format this project writes.
+    public func jpegData(quality: Int) throws -> Data {
+        #if canImport(CJPEGDecode)
+        var data: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var message = [CChar](repeating: 0, count: 256)
+        let status = pixels.withUnsafeBufferPointer {
+            unclip_jpeg_encode($0.baseAddress, Int32(clamping: width), Int32(clamping: height), Int32(clamping: quality),
+                               &data, &size, &message, message.count)
+        }
+        guard status == 0, let data else {
+            let reason = String(decoding: message.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            throw ImageError.encodeFailed(file: "<memory>", reason: reason.isEmpty ? "libjpeg reported an error" : reason)
+        }
+        defer { unclip_jpeg_free(data) }
+        return Data(bytes: data, count: size)
+        #else
+        throw ImageError.encodeFailed(file: "<memory>", reason: "this build has no JPEG codec (the CJPEGDecode target is missing)")
+        #endif
+    }
+
     /// Writes PNG bytes to a file, atomically unless it is a FIFO or a device (`ImageFiles.write`).
     static func writePNG(_ encode: () throws -> Data, to url: URL) throws {
         let data: Data

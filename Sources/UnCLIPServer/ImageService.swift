@@ -37,18 +37,29 @@ public final class ImageService: Sendable {
     // MARK: Sampling settings
 
     /// The model's defaults with the request's extension fields: `steps` sets the prior's and the decoder's steps
-    /// (and caps the super-resolution's), the guidance scales their stages'.
+    /// (and caps the super-resolution's), the guidance scales their stages'. The size drawn is the smallest the
+    /// model draws at or above the requested square, capped by `--max-draw-size` (default: the model's default size).
     func samplingOptions(_ r: ImageRequest) -> SamplingOptions {
         var o = model.defaultOptions
         o.imagesPerPrompt = r.n
+        o.size = drawSize(for: r.size)
         if let steps = r.steps {
             o.priorSteps = steps
             o.decoderSteps = steps
             o.superResSteps = min(steps, o.superResSteps)
+            o.laterSuperResSteps = o.laterSuperResSteps.map { min(steps, $0) }
         }
         if let g = r.priorGuidance { o.priorGuidance = g }
         if let g = r.decoderGuidance { o.decoderGuidance = g }
         return o
+    }
+
+    /// The side drawn for a request of `side` × `side` (then resized to it).
+    func drawSize(for side: Int) -> Int {
+        let sizes = model.imageSizes
+        let cap = configuration.maxDrawSize ?? model.defaultOptions.size ?? sizes.last!
+        let allowed = sizes.filter { $0 <= cap }
+        return allowed.first { $0 >= side } ?? allowed.last ?? sizes[0]
     }
 
     /// RePaint's defaults, with the jump shortened when a request's `steps` leaves fewer decoder steps than it spans.

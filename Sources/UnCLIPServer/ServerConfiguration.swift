@@ -18,6 +18,9 @@ public struct ServerConfiguration: Sendable {
     public var maxWaiting = 16
     /// The most images of generation requests with the same settings run as one batch (1: no shared batches).
     public var maxBatchImages = 8
+    /// The largest side the model draws for a request; nil: the model's default size (the embedded model's 128). A
+    /// request for a larger square gets the smallest size the model draws at or above it, up to this, resized.
+    public var maxDrawSize: Int?
     /// A connection that sends nothing for this long while its request is being read, or between requests, is
     /// closed (a stalled upload, an idle keep-alive); a running job's connection is not.
     public var idleTimeout: TimeInterval = 60

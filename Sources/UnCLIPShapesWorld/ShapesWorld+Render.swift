@@ -14,7 +14,7 @@ public enum ShapesWorldError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .unsupportedResolution(r):
-            return "ShapesWorld resolution \(r) is not 128 divided by a whole number (allowed: 128, 64, 32, 16, ...)"
+            return "ShapesWorld resolution \(r) is neither 128 divided by a whole number (128, 64, 32, 16, ...) nor 128 times 2, 4 or 8 (256, 512, 1024)"
         case let .notDivisible(w, h, f): return "cannot box-downsample a \(w)x\(h) image by \(f): the sides must be multiples of \(f)"
         case let .invalidCount(n): return "ShapesWorld count \(n) must be at least 1"
         case let .io(path, reason): return "\(path): \(reason)"
@@ -57,36 +57,48 @@ public enum ShapeRaster {
 extension ShapesWorld {
     /// The scene drawn on the 128 × 128 canvas: white background, each object's fill blended by its coverage
     /// (4 × 4 supersampling).
-    public static func render(_ scene: Scene) -> RGBImage {
-        let n = canvasSize
+    public static func render(_ scene: Scene) -> RGBImage { render(scene, scale: 1) }
+
+    /// The scene drawn at `scale` pixels per canvas unit (1: the 128 × 128 canvas; 4: 512 × 512, each pixel's
+    /// coverage sampled 4 × 4 within the pixel, so edges stay one pixel wide at every scale).
+    static func render(_ scene: Scene, scale k: Int) -> RGBImage {
+        let n = canvasSize * k, step = 1 / Double(k)
         var pixels = [UInt8](repeating: 255, count: n * n * 3)
         for object in scene.objects {
             let h = object.s / 2
-            // Pixels touched by the bounding box; the box lies in [4, 124], so these ranges stay on the canvas.
-            let x0 = max(0, Int((object.cx - h).rounded(.down))), x1 = min(n, Int((object.cx + h).rounded(.up)))
-            let y0 = max(0, Int((object.cy - h).rounded(.down))), y1 = min(n, Int((object.cy + h).rounded(.up)))
+            // Pixels touched by the bounding box; the box lies in [4, 124] canvas units, so these ranges stay on the image.
+            let x0 = max(0, Int(((object.cx - h) * Double(k)).rounded(.down))), x1 = min(n, Int(((object.cx + h) * Double(k)).rounded(.up)))
+            let y0 = max(0, Int(((object.cy - h) * Double(k)).rounded(.down))), y1 = min(n, Int(((object.cy + h) * Double(k)).rounded(.up)))
             let hits = ShapeRaster.coverage(shape: object.shape, size: object.s, cx: object.cx, cy: object.cy,
-                                            xs: x0..<x1, ys: y0..<y1, samples: 4)
+                                            xs: x0..<x1, ys: y0..<y1, scaleX: step, scaleY: step, samples: 4)
             let fill = object.color.rgb
             let rgb = [Int(fill.r), Int(fill.g), Int(fill.b)]
             var i = 0
             for y in y0..<y1 {
                 for x in x0..<x1 {
-                    let k = hits[i]
+                    let c = hits[i]
                     i += 1
-                    guard k > 0 else { continue }
+                    guard c > 0 else { continue }
                     // Objects never share a pixel (≥ 6 px apart), so blending over white is blending over the canvas.
                     let p = (y * n + x) * 3
-                    for c in 0..<3 { pixels[p + c] = UInt8((255 * (16 - k) + rgb[c] * k + 8) / 16) }
+                    for ch in 0..<3 { pixels[p + ch] = UInt8((255 * (16 - c) + rgb[ch] * c + 8) / 16) }
                 }
             }
         }
         return RGBImage(width: n, height: n, pixels: pixels)
     }
 
-    /// The scene at `size` × `size`: the 128 × 128 render, box-downsampled when `size` is smaller.
+    /// The sides `render(_:size:)` draws: 128 divided by a whole number (the 128 × 128 render, box-downsampled, as
+    /// the spec prescribes for lower resolutions), or 128 times 2, 4 or 8 (drawn at that scale).
+    public static func supportsResolution(_ size: Int) -> Bool {
+        size > 0 && (size <= canvasSize ? canvasSize % size == 0 : size % canvasSize == 0 && [2, 4, 8].contains(size / canvasSize))
+    }
+
+    /// The scene at `size` × `size`: the 128 × 128 render, box-downsampled when `size` is smaller; drawn directly at
+    /// 256, 512 or 1024 (the upsamplers' targets).
     public static func render(_ scene: Scene, size: Int) throws -> RGBImage {
-        guard size > 0, size <= canvasSize, canvasSize % size == 0 else { throw ShapesWorldError.unsupportedResolution(size) }
+        guard supportsResolution(size) else { throw ShapesWorldError.unsupportedResolution(size) }
+        if size > canvasSize { return render(scene, scale: size / canvasSize) }
         let full = render(scene)
         return size == canvasSize ? full : try full.boxDownsampled(factor: canvasSize / size)
     }

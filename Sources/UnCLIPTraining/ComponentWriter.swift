@@ -39,6 +39,10 @@ public enum ComponentWriter {
         ("super_res_first", "diffusers", "UNet2DModel"),
         ("super_res_last", "diffusers", "UNet2DModel"),
         ("super_res_scheduler", "diffusers", "UnCLIPScheduler"),
+        // The second upsampler (128 → 512; diffusers' UnCLIPPipeline ignores the entries, `upsamplers()` runs them).
+        ("super_res_2_first", "diffusers", "UNet2DModel"),
+        ("super_res_2_last", "diffusers", "UNet2DModel"),
+        ("super_res_2_scheduler", "diffusers", "UnCLIPScheduler"),
         ("text_encoder", "transformers", "CLIPTextModelWithProjection"),
         // Karlo's spelling; PipelineDirectory accepts it (diffusers itself cannot import this class by library name).
         ("text_proj", "unclip", "UnCLIPTextProjModel"),

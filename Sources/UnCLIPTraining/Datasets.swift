@@ -22,6 +22,18 @@ public protocol CaptionedImageDataset {
     var count: Int { get }
     /// Entry `index` (0 ..< count).
     func sample(_ index: Int) throws -> CaptionedImage
+    /// Entry `index` with its image `side` × `side`: by default the stored image box-downsampled to `side` (an error
+    /// when it is smaller or not a multiple of it); a data set that can draw its images at any size (ShapesWorld)
+    /// draws them at `side`, so an upsampler can be trained at a resolution above the others'.
+    func sample(_ index: Int, side: Int) throws -> CaptionedImage
+}
+
+extension CaptionedImageDataset {
+    public func sample(_ index: Int, side: Int) throws -> CaptionedImage {
+        var entry = try sample(index)
+        entry.image = try downsampled(entry.image, to: side)
+        return entry
+    }
 }
 
 /// A reason a data-set entry or a data set could not be used.
@@ -60,17 +72,18 @@ public enum DatasetError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// ShapesWorld scenes 0 ..< count of one seed, rendered at 128 × 128 or box-downsampled to a divisor of 128.
+/// ShapesWorld scenes 0 ..< count of one seed, rendered at 128 × 128 or box-downsampled to a divisor of 128 (and, for
+/// `sample(_:side:)`, drawn at 256, 512 or 1024 as well).
 public struct ShapesWorldDataset: CaptionedImageDataset, Sendable {
     public let world: ShapesWorld
     public let count: Int
     /// The image side in pixels.
     public let resolution: Int
 
-    /// The first `count` scenes of `ShapesWorld(seed:)` at `resolution` (128 / k for a whole k).
+    /// The first `count` scenes of `ShapesWorld(seed:)` at `resolution` (128 / k for a whole k, or 256, 512, 1024).
     public init(seed: UInt64, count: Int, resolution: Int = 128) throws {
         guard count >= 0 else { throw ShapesWorldError.invalidCount(count) }
-        guard resolution > 0, resolution <= ShapesWorld.canvasSize, ShapesWorld.canvasSize % resolution == 0 else {
+        guard ShapesWorld.supportsResolution(resolution) else {
             throw ShapesWorldError.unsupportedResolution(resolution)
         }
         self.world = ShapesWorld(seed: seed)
@@ -87,6 +100,11 @@ public struct ShapesWorldDataset: CaptionedImageDataset, Sendable {
     public func sample(_ index: Int) throws -> CaptionedImage {
         let scene = try scene(index)
         return CaptionedImage(image: try ShapesWorld.render(scene, size: resolution), caption: scene.caption)
+    }
+
+    public func sample(_ index: Int, side: Int) throws -> CaptionedImage {
+        let scene = try scene(index)
+        return CaptionedImage(image: try ShapesWorld.render(scene, size: side), caption: scene.caption)
     }
 }
 

@@ -11,18 +11,22 @@ public struct TrainAllConfiguration: Codable, Sendable {
     public var prior = PriorTrainingConfiguration()
     public var decoder = DecoderTrainingConfiguration()
     public var superRes = SuperResTrainingConfiguration()
+    /// The second upsampler (128 → 512 by default), trained after the first; nil (`"super_res_2": null`) leaves the
+    /// pipeline at the first upsampler's size.
+    public var superRes2: SuperResTrainingConfiguration? = .secondStage
     /// The sampling settings written to the pipeline's `unclip_defaults.json`, which `unclip generate` and
     /// `unclip evaluate` use unless told otherwise. Prior guidance 2 and decoder guidance 3, because diffusers' 4 and 8
     /// were tuned for Karlo and, on the small ShapesWorld models these trainers make, oversaturate and bind
-    /// two-object captions worse (the comparison is in docs/evaluation.md, "Prior guidance"). `{}` writes no file
-    /// (diffusers' defaults).
-    public var sampling = SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3)
+    /// two-object captions worse (the comparison is in docs/evaluation.md, "Prior guidance"); and images of 128 × 128
+    /// unless 512 is asked for (`image_size`: the second upsampler quadruples the time of an image). `{}` writes no
+    /// file (diffusers' defaults, the whole cascade).
+    public var sampling = SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3, image_size: 128)
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case shapesWorldSeed = "shapes_world_seed", shapesWorldCount = "shapes_world_count"
-        case tokenizer, clip, prior, decoder, superRes = "super_res", sampling
+        case tokenizer, clip, prior, decoder, superRes = "super_res", superRes2 = "super_res_2", sampling
     }
 
     public init(from decoder: Decoder) throws {
@@ -44,7 +48,31 @@ public struct TrainAllConfiguration: Codable, Sendable {
         }
         superRes = try c.decodeIfPresent(SuperResTrainingConfiguration.self, forKey: .superRes)
             ?? oldKey.map { try old.decode(SuperResTrainingConfiguration.self, forKey: $0) } ?? d.superRes
+        if c.contains(.superRes2) {
+            superRes2 = try c.decodeNil(forKey: .superRes2) ? nil : try c.decode(SecondUpsamplerSection.self, forKey: .superRes2).configuration
+        } else {
+            superRes2 = d.superRes2
+        }
         sampling = try c.decodeIfPresent(SamplingDefaults.self, forKey: .sampling) ?? d.sampling
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(shapesWorldSeed, forKey: .shapesWorldSeed)
+        try c.encode(shapesWorldCount, forKey: .shapesWorldCount)
+        try c.encode(tokenizer, forKey: .tokenizer)
+        try c.encode(clip, forKey: .clip)
+        try c.encode(prior, forKey: .prior)
+        try c.encode(decoder, forKey: .decoder)
+        try c.encode(superRes, forKey: .superRes)
+        if let superRes2 { try c.encode(superRes2, forKey: .superRes2) } else { try c.encodeNil(forKey: .superRes2) }
+        try c.encode(sampling, forKey: .sampling)
+    }
+
+    /// A train-all file's "super_res_2" section: stage 2's settings over `SuperResTrainingConfiguration.secondStage`.
+    private struct SecondUpsamplerSection: Decodable {
+        let configuration: SuperResTrainingConfiguration
+        init(from decoder: Decoder) throws { configuration = try SuperResTrainingConfiguration(from: decoder, defaultStage: 2) }
     }
 
     /// Tiny models and a few steps per stage: a pipeline that runs end to end in well under a minute (for smoke
@@ -59,12 +87,19 @@ public struct TrainAllConfiguration: Codable, Sendable {
         c.prior.heads = 2; c.prior.headDim = 16; c.prior.layers = 1; c.prior.statisticsSamples = 16
         c.decoder.blockOutChannels = [32, 32]; c.decoder.attentionHeadDim = 16; c.decoder.crossAttentionDim = 32
         c.superRes.blockOutChannels = [32, 32]; c.superRes.cropSize = 32
+        var second = SuperResTrainingConfiguration.secondStage
+        second.highResolution = 256; second.cropSize = 32; second.blockOutChannels = [16, 16]
+        c.superRes2 = second
         for stage in [\TrainAllConfiguration.clip.training, \.prior.training, \.decoder.training, \.superRes.training] {
             c[keyPath: stage].steps = 2
             c[keyPath: stage].batchSize = 4
             c[keyPath: stage].warmupSteps = 1
             c[keyPath: stage].checkpointEvery = 2
         }
+        c.superRes2?.training.steps = 2
+        c.superRes2?.training.batchSize = 4
+        c.superRes2?.training.warmupSteps = 1
+        c.superRes2?.training.checkpointEvery = 2
         return c
     }
 }
@@ -81,8 +116,9 @@ public func trainAll(out: URL, configuration: TrainAllConfiguration = TrainAllCo
     return try trainAll(dataset: dataset, out: out, configuration: configuration, resume: resume, progress: progress)
 }
 
-/// Trains every stage in order: tokenizer, CLIP, prior, decoder, super-resolution, each on the frozen results of
-/// the ones before, and leaves a complete diffusers-layout pipeline directory (with `model_index.json`) in `out`.
+/// Trains every stage in order: tokenizer, CLIP, prior, decoder, the first upsampler and (unless
+/// `configuration.superRes2` is nil) the second, each on the frozen results of the ones before (the upsamplers on
+/// the data set's images at their own sizes: ShapesWorld draws them at 512), and leaves a complete diffusers-layout pipeline directory (with `model_index.json`) in `out`.
 ///
 /// With `resume`, a stage whose checkpoint shows it finished is not trained again (its components are rewritten
 /// from the checkpoint's EMA weights), an unfinished one continues from its checkpoint, and an existing tokenizer
@@ -98,7 +134,7 @@ public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuratio
         try configuration.tokenizer.run(dataset: dataset, out: out, progress: progress)
     }
     var outcomes: [TrainingOutcome] = []
-    for stage in Stage.trained where stage != .tokenizer {
+    for stage in Stage.trained where stage != .tokenizer && (stage != .superResolution(1) || configuration.superRes2 != nil) {
         progress(.message(stage: stage, text: "training \(stage)"))
         let outcome: TrainingOutcome
         switch stage {
@@ -106,6 +142,8 @@ public func trainAll(dataset: some CaptionedImageDataset, out: URL, configuratio
         case .prior: outcome = try configuration.prior.run(dataset: dataset, out: out, resume: resume, progress: progress)
         case .decoder: outcome = try configuration.decoder.run(dataset: dataset, out: out, resume: resume, progress: progress)
         case .superResolution(0): outcome = try configuration.superRes.run(dataset: dataset, out: out, resume: resume, progress: progress)
+        case .superResolution(1):
+            outcome = try configuration.superRes2!.run(dataset: dataset, out: out, resume: resume, progress: progress)
         case .tokenizer, .superResolution, .inversion, .autoregressivePrior, .baselineDecoder: preconditionFailure("\(stage) is not one of the trained stages")
         }
         outcomes.append(outcome)

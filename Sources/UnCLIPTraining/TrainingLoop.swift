@@ -244,7 +244,7 @@ public enum TrainingInterrupt {
 public enum TrainingRandom {
     /// What a stream is used for; each gets its own Philox stream per step.
     public enum Purpose: UInt64 {
-        case batch = 1, timesteps, noise, dropout, augmentation, crop, negatives
+        case batch = 1, timesteps, noise, dropout, augmentation, crop, negatives, degradation
     }
 
     /// The generator for `purpose` at `step`.
@@ -306,12 +306,12 @@ public struct BatchSampler {
 
 /// Loads a batch and prepares each image with `prepare` (e.g. box-filtering to the model's size); entries whose
 /// loading or preparation fails are reported with their index and left out.
-func loadBatch<T>(_ dataset: some CaptionedImageDataset, indices: [Int], stage: Stage, progress: (TrainingEvent) -> Void,
+func loadBatch<T>(_ dataset: some CaptionedImageDataset, indices: [Int], side: Int? = nil, stage: Stage, progress: (TrainingEvent) -> Void,
                   prepare: (RGBImage) throws -> T) -> (items: [T], captions: [String]) {
     var items: [T] = [], captions: [String] = []
     for i in indices {
         do {
-            let sample = try dataset.sample(i)
+            let sample = try side.map { try dataset.sample(i, side: $0) } ?? dataset.sample(i)
             items.append(try prepare(sample.image))
             captions.append(sample.caption)
         } catch {

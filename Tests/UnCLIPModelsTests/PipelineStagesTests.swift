@@ -44,23 +44,23 @@ final class PipelineStagesTests: XCTestCase {
         XCTAssertEqual(fromDirectory.toArray(), inCode.toArray())
     }
 
-    func testTheCascadeRunsWithZeroOneAndTwoUpsamplers() throws {
-        let dir = try PipelineDirectory(Self.tiny)
+    /// The fixture's upsampler, then a second stage at twice its size: the same (fully convolutional) weights at a
+    /// larger sample size, as the paper's second ×4 upsampler is a stage of the same kind.
+    func twoStageCascade(_ dir: PipelineDirectory) throws -> [Upsampler] {
         let first = try dir.loadSuperRes("super_res_first"), last = try dir.loadSuperRes("super_res_last")
         let scheduler = try dir.loadScheduler("super_res_scheduler")
-        // A second stage at twice the first's size: the same (fully convolutional) weights at a larger sample size,
-        // as the paper's second ×4 upsampler is a stage of the same kind.
         var bigger = first.config
         bigger.sampleSize *= 2
         let second = try UNet2DModel(bigger)
         try second.load(try dir.weights("super_res_first"))
-        let cascades: [[Upsampler]] = [
-            [],
-            [Upsampler(first: first, last: last, scheduler: scheduler)],
-            [Upsampler(first: first, last: last, scheduler: scheduler), Upsampler(index: 1, first: second, scheduler: scheduler)],
-        ]
-        let decoderSize = try dir.loadDecoderStage().sampleSize
-        let sizes = [decoderSize, first.config.sampleSize, bigger.sampleSize]
+        return [Upsampler(first: first, last: last, scheduler: scheduler), Upsampler(index: 1, first: second, scheduler: scheduler)]
+    }
+
+    func testTheCascadeRunsWithZeroOneAndTwoUpsamplers() throws {
+        let dir = try PipelineDirectory(Self.tiny)
+        let two = try twoStageCascade(dir)
+        let cascades: [[Upsampler]] = [[], [two[0]], two]
+        let sizes = [try dir.loadDecoderStage().sampleSize, two[0].size, two[1].size]
         for (cascade, size) in zip(cascades, sizes) {
             var noise = LoggedNoise()
             let pipeline = UnCLIPPipeline(components: try components(dir, upsamplers: cascade))
@@ -75,6 +75,50 @@ final class PipelineStagesTests: XCTestCase {
             }
             XCTAssertFalse(noise.draws.contains { $0.hasPrefix("super_res_\(cascade.count + 1).") })
         }
+    }
+
+    /// `SamplingOptions.size` picks where the cascade stops; a later stage can be entered with its input's size.
+    func testTheSizeChoosesWhereTheCascadeStops() throws {
+        let dir = try PipelineDirectory(Self.tiny)
+        let two = try twoStageCascade(dir)
+        let pipeline = UnCLIPPipeline(components: try components(dir, upsamplers: two))
+        let sizes = pipeline.imageSizes
+        XCTAssertEqual(sizes, [try dir.loadDecoderStage().sampleSize, two[0].size, 2 * two[0].size])
+        for (k, size) in sizes.enumerated() {
+            var o = Self.fast
+            o.size = size
+            XCTAssertEqual(try pipeline.upsamplerStages(for: o), k)
+            var noise = LoggedNoise()
+            XCTAssertEqual(try pipeline.generate(prompts: ["a horse"], options: o, noise: &noise).shape, [1, size, size, 3])
+            XCTAssertEqual(noise.draws.contains { $0.hasPrefix("super_res_2.") }, k == 2, "size \(size)")
+            XCTAssertNil(pipeline.sizeNote(size))
+        }
+        var o = Self.fast
+        o.size = sizes[2] * 4
+        XCTAssertEqual(try pipeline.upsamplerStages(for: o), 2, "more than the cascade draws: its largest")
+        XCTAssertTrue(try XCTUnwrap(pipeline.sizeNote(o.size)).contains("at most \(sizes[2])"))
+        o.size = sizes[1] + 1
+        var unused = LoggedNoise()
+        do {
+            _ = try pipeline.generate(prompts: ["a horse"], options: o, noise: &unused)
+            XCTFail("size \(sizes[1] + 1) is no stage's output")
+        } catch {
+            XCTAssertTrue("\(error)".contains("\(sizes[1])") && "\(error)".contains("\(sizes[1] + 1)"), "\(error)")
+        }
+        XCTAssertTrue(unused.draws.isEmpty, "refused before anything ran")
+        // Entering at the second stage with the first's output redraws what the whole cascade drew (own noise stream).
+        o.size = sizes[1]
+        var a = SeededNoise(seed: 2), b = SeededNoise(seed: 2)
+        let middle = try pipeline.generate(prompts: ["a horse"], options: o, noise: &a)
+        o.size = nil
+        let whole = try pipeline.generate(prompts: ["a horse"], options: o, noise: &b)
+        let resumed = try pipeline.upscale(middle.permuted([0, 3, 1, 2]) * 2 - 1, options: o, noise: &a)
+        XCTAssertEqual(resumed.shape, whole.shape)
+        let d = zip(resumed.toArray(), whole.toArray()).map { abs($0 - $1) }
+        // The pixel round trip (x·0.5 + 0.5 clamped, then ·2 − 1) moves values by a rounding error, which the
+        // sampler's clipping can turn into a few larger differences; the picture is the same.
+        XCTAssertLessThan(d.reduce(0, +) / Float(d.count), 1e-5)
+        XCTAssertLessThan(d.max()!, 1e-2)
     }
 
     func testTheDirectoryCascadeIsDiscoveredStageByStage() throws {

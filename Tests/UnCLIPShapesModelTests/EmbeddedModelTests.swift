@@ -10,6 +10,7 @@ import UnCLIPShapesModel
 /// it drew when it was trained (a broken stage — tokenizer, CLIP, prior, decoder, upsampling — changes it).
 final class EmbeddedModelTests: XCTestCase {
     static let reference = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("reference.png")
+    static let reference512 = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("reference-512.png")
 
     func pipeline() throws -> UnCLIPPipeline {
         let url = try XCTUnwrap(EmbeddedModel.url, "the embedded model is missing from the package resources")
@@ -32,7 +33,8 @@ final class EmbeddedModelTests: XCTestCase {
 
     func testEveryComponentLoads() throws {
         let dir = try XCTUnwrap(try pipeline().directory)
-        for name in ["text_encoder", "image_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last"] {
+        for name in ["text_encoder", "image_encoder", "prior", "text_proj", "decoder", "super_res_first", "super_res_last",
+                     "super_res_2_first", "super_res_2_last", "super_res_2_scheduler"] {
             XCTAssertTrue(dir.has(name), name)
         }
         XCTAssertEqual(try dir.loadDecoder().config.outChannels, 6)
@@ -78,6 +80,43 @@ final class EmbeddedModelTests: XCTestCase {
         // A broken pipeline tends to collapse to a flat image: the reference has real structure.
         let levels = Set(stride(from: 0, to: image.pixels.count, by: 3).map { image.pixels[$0] })
         XCTAssertGreaterThan(levels.count, 50)
+    }
+
+    /// The 512 stage: `--size 512` runs the second upsampler on the 128 image, and draws what it drew when shipped.
+    func testDrawsThe512ReferenceImage() throws {
+        let pipeline = try pipeline()
+        XCTAssertEqual(pipeline.imageSizes, [32, 128, 512])
+        XCTAssertEqual(pipeline.defaultOptions.size, 128, "unclip_defaults.json: 128 unless asked")
+        var o = Self.options
+        o.size = 512
+        var noise = SeededNoise(seed: 7)
+        let image = UnCLIPPipeline.images(from: try pipeline.generate(prompts: ["a red circle above a blue square"], options: o, noise: &noise))[0]
+        XCTAssertEqual(image.width, 512)
+        if ProcessInfo.processInfo.environment["UNCLIP_WRITE_REFERENCE"] == "1" { try image.writePNG(to: Self.reference512) }
+        let reference = try RGBImage(contentsOf: Self.reference512)
+        let diffs = zip(image.pixels, reference.pixels).map { abs(Int($0) - Int($1)) }
+        XCTAssertLessThan(Double(diffs.reduce(0, +)) / Double(diffs.count), 0.5)
+        XCTAssertLessThan(diffs.filter { $0 > 2 }.count, diffs.count / 100)
+        // The first 128 stages are the 128 reference's: its area reduction stays close to the 128 image.
+        let small = try draw(pipeline), shrunk = try image.boxDownsampled(factor: 4)
+        let change = Double(zip(small.pixels, shrunk.pixels).map { abs(Int($0) - Int($1)) }.reduce(0, +)) / Double(small.pixels.count)
+        XCTAssertLessThan(change, 4, "mean change of the 128 image by the 512 stage: \(change) levels")
+    }
+
+    /// A handful of prompts drawn at 512 (the model's other settings, seed 0) parse back right, read at 512.
+    func testA512HandfulParsesBack() throws {
+        let pipeline = try pipeline()
+        var options = pipeline.defaultOptions
+        options.size = 512
+        var wrong: [String] = []
+        for prompt in ["a red circle above a blue square", "a green triangle", "a purple cross to the right of a yellow circle"] {
+            var noise = SeededNoise(seed: 0)
+            let image = UnCLIPPipeline.images(from: try pipeline.generate(prompts: [prompt], options: options, noise: &noise))[0]
+            XCTAssertEqual(image.width, 512)
+            let result = try CaptionCheck.evaluate(caption: prompt, image: image)
+            if !result.correct { wrong.append("\(prompt): found \(result.detected)") }
+        }
+        XCTAssertLessThanOrEqual(wrong.count, 1, "\(wrong)")
     }
 
     func testSameSeedSameImage() throws {

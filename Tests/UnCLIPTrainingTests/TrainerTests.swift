@@ -564,7 +564,7 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(x0.decoder.schedulerConfig.predictionType, .epsilon)
         XCTAssertEqual(TrainAllConfiguration().superRes.schedulerConfig.predictionType, .sample)
         // The sampling section: the file's own keys, checked like the file itself.
-        XCTAssertEqual(c.sampling, SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3))
+        XCTAssertEqual(c.sampling, SamplingDefaults(prior_guidance_scale: 2, decoder_guidance_scale: 3, image_size: 128))
         let sampling = try JSONDecoder().decode(TrainAllConfiguration.self, from: Data(#"{"sampling": {"prior_guidance_scale": 1.5}}"#.utf8))
         XCTAssertEqual(sampling.sampling, SamplingDefaults(prior_guidance_scale: 1.5))
         for (json, name) in [(#"{"sampling": {"prior_guidance": 2}}"#, "prior_guidance"),
@@ -585,11 +585,12 @@ final class TrainerTests: XCTestCase {
         let out = try temporaryDirectory("all")
         var events = 0
         let outcomes = try trainAll(dataset: Self.world, out: out, configuration: .smokeTest) { _ in events += 1 }
-        XCTAssertEqual(outcomes.map(\.stage), [.clip, .prior, .decoder, .superResolution(0)])
+        XCTAssertEqual(outcomes.map(\.stage), [.clip, .prior, .decoder, .superResolution(0), .superResolution(1)])
         XCTAssertTrue(outcomes.allSatisfy(\.exported))
         let index = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("model_index.json"))) as! [String: Any]
         XCTAssertEqual(index["_class_name"] as? String, "UnCLIPPipeline")
         XCTAssertEqual(index["text_proj"] as? [String], ["unclip", "UnCLIPTextProjModel"])
+        XCTAssertEqual(index["super_res_2_first"] as? [String], ["diffusers", "UNet2DModel"])
         // The run's sampling defaults are the pipeline's (prior guidance 2, decoder guidance 3).
         let defaults = try SamplingOptions(defaultsOf: PipelineDirectory(out))
         XCTAssertEqual(defaults.priorGuidance, 2)
@@ -601,8 +602,12 @@ final class TrainerTests: XCTestCase {
         options.priorSteps = 2; options.decoderSteps = 2; options.superResSteps = 2
         var noise = SeededNoise(seed: 1)
         let image = try pipeline.generate(prompts: ["a red circle"], options: options, noise: &noise)  // guidance on
-        XCTAssertEqual(image.shape, [1, 128, 128, 3])
+        XCTAssertEqual(image.shape, [1, 128, 128, 3], "the defaults' image_size")
         XCTAssertTrue(image.toArray().allSatisfy { $0.isFinite && $0 >= 0 && $0 <= 1 })
+        // The second upsampler (the smoke test's 128 → 256) on request.
+        XCTAssertEqual(pipeline.imageSizes, [32, 128, 256])
+        options.size = 256
+        XCTAssertEqual(try pipeline.generate(prompts: ["a red circle"], options: options, noise: &noise).shape, [1, 256, 256, 3])
         // The image-variation path uses image_encoder + feature_extractor.
         let processor = try CLIPImageProcessor(configURL: out.appendingPathComponent("feature_extractor/preprocessor_config.json"))
         let embeds = try pipeline.imageEmbeddings(pixelValues: processor([try Self.world.sample(0).image]))

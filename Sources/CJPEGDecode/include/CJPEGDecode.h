@@ -3,7 +3,7 @@
 
 #include <stddef.h>
 
-/// Decodes a JPEG held in memory to 8-bit interleaved pixels, without ever exiting or longjmp-ing past the caller.
+/// The project's libjpeg shim. Decodes a JPEG held in memory to 8-bit interleaved pixels, without ever exiting or longjmp-ing past the caller.
 ///
 /// libjpeg reports fatal errors through error_exit, which must not return; the only safe way to recover is a
 /// setjmp/longjmp pair whose frames are all C. This function holds that pair, so Swift callers just see a status.
@@ -15,7 +15,14 @@ int unclip_jpeg_decode(const unsigned char *data, size_t size, size_t max_pixels
                        unsigned char **pixels, int *width, int *height, int *components,
                        char *message, size_t message_size);
 
-/// Frees pixels returned by unclip_jpeg_decode.
+/// Frees pixels returned by unclip_jpeg_decode, and data returned by unclip_jpeg_encode.
 void unclip_jpeg_free(unsigned char *pixels);
+
+/// Encodes 8-bit interleaved RGB pixels as a baseline JPEG at `quality` (1 … 100, libjpeg's scale) in memory.
+///
+/// On success returns 0 and sets *data (free with unclip_jpeg_free) and *size. On failure returns nonzero and writes a
+/// NUL-terminated reason into message.
+int unclip_jpeg_encode(const unsigned char *rgb, int width, int height, int quality,
+                       unsigned char **data, size_t *size, char *message, size_t message_size);
 
 #endif

@@ -43,8 +43,12 @@ extension PipelineDirectory {
             func unet(_ name: String) -> Component<UNet2DModel> {
                 Component(name: name) { try self.loadSuperRes(name, variant: variant) }
             }
+            let config: UNet2DConfig
+            do { config = try loadConfig(UNet2DConfig.self, from: try file("\(key)_first", "config.json")) } catch let error as PipelineLoadError { throw error } catch {
+                throw PipelineLoadError.component(name: "\(key)_first", path: url.appendingPathComponent("\(key)_first").path, underlying: error)
+            }
             stages.append(Upsampler(stage: stage, first: unet("\(key)_first"), last: has("\(key)_last") ? unet("\(key)_last") : nil,
-                                    scheduler: try loadScheduler("\(key)_scheduler")))
+                                    scheduler: try loadScheduler("\(key)_scheduler"), size: config.sampleSize))
         }
         return stages
     }

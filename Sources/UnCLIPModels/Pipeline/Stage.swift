@@ -15,7 +15,7 @@ public enum Stage: Hashable, Sendable, CustomStringConvertible {
     case inversion
 
     /// The stages `unclip train all` trains, in order.
-    public static let trained: [Stage] = [.tokenizer, .clip, .prior, .decoder, .superResolution(0)]
+    public static let trained: [Stage] = [.tokenizer, .clip, .prior, .decoder, .superResolution(0), .superResolution(1)]
 
     /// The machine-readable name: component prefixes, noise tensors, configuration sections, checkpoint folders.
     /// Upsampler k > 0 is `super_res_{k+1}` (its components `super_res_2_first`, …).

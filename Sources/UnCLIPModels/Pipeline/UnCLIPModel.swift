@@ -40,6 +40,8 @@ public actor UnCLIPModel {
     public nonisolated let defaultOptions: SamplingOptions
     /// The side of the decoder's images and of the final images (after every upsampler).
     public nonisolated let decoderSize: Int
+    /// The sides the model draws: the decoder's, then each upsampler stage's (`UnCLIPPipeline.imageSizes`).
+    public nonisolated let imageSizes: [Int]
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { executor.asUnownedSerialExecutor() }
 
@@ -54,6 +56,7 @@ public actor UnCLIPModel {
         hasImageEncoder = pipeline.hasImageEncoder
         defaultOptions = pipeline.defaultOptions
         decoderSize = pipeline.decoderSampleSize()
+        imageSizes = pipeline.imageSizes
         executor = ModelExecutor(name: "unclip-model")
     }
 

@@ -183,7 +183,7 @@ extension UnCLIPPipeline {
     public func edit(_ image: RGBImage, mask: InpaintingMask, prompt: String, options: SamplingOptions,
                      inpainting: InpaintingOptions = InpaintingOptions(), noise: inout some NoiseSource,
                      progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try options.validate()
+        try validate(options)
         try requireUnCLIPDecoder(options, for: "edit")
         try inpainting.validate(for: options)
         guard image.width == image.height else {
@@ -214,14 +214,16 @@ extension UnCLIPPipeline {
             }
             var x = small
             let replace = inpainting.upsamplerKnownRegion == .replace
-            for (k, upsampler) in components.upsamplers.enumerated() {
+            let stages = try upsamplerStages(for: options)
+            for (k, upsampler) in components.upsamplers.prefix(stages).enumerated() {
                 if k > 0 { x = x.clamped(min: -1, max: 1) }
-                x = try upsampler.run(x, steps: options.superResSteps, noise: &noise, observer: observer(progress),
+                let steps = k == 0 ? options.superResSteps : options.laterSuperResSteps ?? options.superResSteps
+                x = try upsampler.run(x, steps: steps, noise: &noise, observer: observer(progress),
                                       known: replace ? known : nil, schedule: inpainting.superResSchedule) { unet, body in
                     try with(unet, body)
                 }
             }
-            if inpainting.upsamplerKnownRegion == .composite && !components.upsamplers.isEmpty {
+            if inpainting.upsamplerKnownRegion == .composite && stages > 0 {
                 let region = known(x.shape[3])
                 x = region.merged(x, known: region.image)
             }

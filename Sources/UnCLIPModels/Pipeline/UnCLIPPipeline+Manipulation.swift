@@ -184,11 +184,20 @@ extension UnCLIPPipeline {
         }
     }
 
-    /// Decoder-resolution images [N, 3, s, s] in [−1, 1] → final images [N, H, W, 3] in [0, 1] (the upsamplers).
+    /// Decoder-resolution images [N, 3, s, s] in [−1, 1] → final images [N, H, W, 3] in [0, 1] (the upsamplers, up
+    /// to the model's default size).
     public func upscale(_ small: Tensor, superResSteps: Int = 7, noise: inout some NoiseSource,
                         progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
         var options = SamplingOptions()
         options.superResSteps = superResSteps
+        return try upscale(small, options: options, noise: &noise, progress: progress)
+    }
+
+    /// Images [N, 3, s, s] in [−1, 1] of the decoder's size or of a later stage's input size → images [N, H, W, 3] in
+    /// [0, 1] at `options.size`: the cascade from the stage that takes s (its steps, size and noise from `options`).
+    public func upscale(_ small: Tensor, options: SamplingOptions, noise: inout some NoiseSource,
+                        progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
+        try validate(options)
         return try inference { Self.pixels(try runSuperResolution(small, options: options, noise: &noise, progress: progress)) }
     }
 

@@ -9,6 +9,8 @@ public struct SamplingOptions: Equatable, Sendable {
     public var priorSteps = 25
     public var decoderSteps = 25
     public var superResSteps = 7
+    /// Steps of the upsampler stages after the first (the embedded model's 128 → 512); nil: `superResSteps`.
+    public var laterSuperResSteps: Int? = nil
     /// Classifier-free guidance scale of the prior (applied to its x̂₀ prediction).
     public var priorGuidance: Float = 4.0
     /// Classifier-free guidance scale of the decoder (applied to ε).
@@ -21,6 +23,10 @@ public struct SamplingOptions: Equatable, Sendable {
     /// Which decoder draws: unCLIP's (`decoder`, conditioned on the CLIP image embedding and the caption) or the
     /// GLIDE-style baseline (`glide_decoder`, the caption alone; no prior runs).
     public var decoder: DecoderKind = .unclip
+    /// The side of the images drawn: the decoder's or one upsampler's output size, where the cascade stops; nil: the
+    /// model's default (its `unclip_defaults.json`'s `image_size`), else its last stage. A size above the cascade's
+    /// largest gives the largest (`UnCLIPPipeline.upsamplerStages(for:)`).
+    public var size: Int? = nil
 
     public init() {}
 
@@ -41,14 +47,19 @@ public struct SamplingOptions: Equatable, Sendable {
         try check(imagesPerPrompt >= 1, "images per prompt must be at least 1 (got \(imagesPerPrompt))")
         try check(priorSteps >= 2, "prior steps must be at least 2 (got \(priorSteps)); the scheduler divides by steps − 1")
         try check(decoderSteps >= 2, "decoder steps must be at least 2 (got \(decoderSteps))")
-        try check(superResSteps >= 2, "super-resolution steps must be at least 2 (got \(superResSteps))")
+        try check(superResSteps >= 2 && (laterSuperResSteps ?? 2) >= 2, "super-resolution steps must be at least 2 (got \(laterSuperResSteps.map { "\(superResSteps) and \($0)" } ?? "\(superResSteps)"))")
+        try check((laterSuperResSteps ?? 0) <= Self.maxSteps, "steps must be at most \(Self.maxSteps)")
         try check(priorGuidance.isFinite && decoderGuidance.isFinite && priorGuidance >= 0 && decoderGuidance >= 0,
                   "guidance scales must be finite numbers ≥ 0 (got prior \(priorGuidance), decoder \(decoderGuidance))")
         try check(imagesPerPrompt <= Self.maxImagesPerPrompt, "images per prompt must be at most \(Self.maxImagesPerPrompt) (got \(imagesPerPrompt))")
         try check(max(priorSteps, decoderSteps, superResSteps) <= Self.maxSteps, "steps must be at most \(Self.maxSteps)")
         try check((1...Self.maxPriorCandidates).contains(priorCandidates),
                   "prior candidates must be in 1 … \(Self.maxPriorCandidates) (got \(priorCandidates))")
+        if let size { try check(size >= 1 && size <= Self.maxSize, "the image size must be in 1 … \(Self.maxSize) (got \(size))") }
     }
+
+    /// The largest image side a run may ask for.
+    public static let maxSize = 4096
 }
 
 /// The decoders of the paper's comparison (§5.2): unCLIP's, and the GLIDE-style baseline conditioned on the caption
@@ -73,23 +84,29 @@ public enum PriorKind: String, Sendable, CaseIterable {
 /// `UnCLIPPipeline.__call__`'s argument names; a setting left out keeps diffusers' default, and diffusers itself
 /// ignores the file. A model trained here ships one when its best settings differ from Karlo's (the ShapesWorld
 /// models' prior and decoder guidance, docs/evaluation.md); `unclip train all` writes it from its `sampling` section.
+/// `image_size` and `super_res_2_num_inference_steps` are this project's own keys (diffusers' pipeline has no such
+/// arguments): the side drawn by default when the cascade goes further (the embedded model: 128, its 512 stage on
+/// request), and the second upsampler's steps.
 public struct SamplingDefaults: Codable, Equatable, Sendable {
     public var prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps: Int?
     public var prior_guidance_scale, decoder_guidance_scale: Float?
+    public var image_size, super_res_2_num_inference_steps: Int?
 
     public init(prior_num_inference_steps: Int? = nil, decoder_num_inference_steps: Int? = nil,
                 super_res_num_inference_steps: Int? = nil, prior_guidance_scale: Float? = nil,
-                decoder_guidance_scale: Float? = nil) {
+                decoder_guidance_scale: Float? = nil, image_size: Int? = nil, super_res_2_num_inference_steps: Int? = nil) {
         self.prior_num_inference_steps = prior_num_inference_steps
         self.decoder_num_inference_steps = decoder_num_inference_steps
         self.super_res_num_inference_steps = super_res_num_inference_steps
+        self.super_res_2_num_inference_steps = super_res_2_num_inference_steps
         self.prior_guidance_scale = prior_guidance_scale
         self.decoder_guidance_scale = decoder_guidance_scale
+        self.image_size = image_size
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case prior_num_inference_steps, decoder_num_inference_steps, super_res_num_inference_steps
-        case prior_guidance_scale, decoder_guidance_scale
+        case prior_guidance_scale, decoder_guidance_scale, image_size, super_res_2_num_inference_steps
     }
 
     /// `options` with every setting this file gives replaced.
@@ -100,6 +117,8 @@ public struct SamplingDefaults: Codable, Equatable, Sendable {
         o.superResSteps = super_res_num_inference_steps ?? o.superResSteps
         o.priorGuidance = prior_guidance_scale ?? o.priorGuidance
         o.decoderGuidance = decoder_guidance_scale ?? o.decoderGuidance
+        o.size = image_size ?? o.size
+        o.laterSuperResSteps = super_res_2_num_inference_steps ?? o.laterSuperResSteps
         return o
     }
 
@@ -116,6 +135,8 @@ extension SamplingDefaults {
         super_res_num_inference_steps = try c.decodeIfPresent(Int.self, forKey: .super_res_num_inference_steps)
         prior_guidance_scale = try c.decodeIfPresent(Float.self, forKey: .prior_guidance_scale)
         decoder_guidance_scale = try c.decodeIfPresent(Float.self, forKey: .decoder_guidance_scale)
+        image_size = try c.decodeIfPresent(Int.self, forKey: .image_size)
+        super_res_2_num_inference_steps = try c.decodeIfPresent(Int.self, forKey: .super_res_2_num_inference_steps)
         do { try applied(to: SamplingOptions()).validate() } catch {
             throw DecodingError.dataCorrupted(DecodingError.Context(codingPath: decoder.codingPath,
                                                                     debugDescription: "\(error)"))
@@ -475,16 +496,53 @@ public final class UnCLIPPipeline {
         }
     }
 
-    /// The upsampler cascade: the decoder's images [B, 3, h, w] → the final images [B, 3, H, W] in [−1, 1] (unchanged
-    /// without upsamplers). Every stage runs `options.superResSteps` steps.
+    /// Checks `options` (`SamplingOptions.validate`) and that this model draws `options.size`, before anything runs.
+    func validate(_ options: SamplingOptions) throws {
+        try options.validate()
+        _ = try upsamplerStages(for: options)
+    }
+
+    /// The sides this model draws: the decoder's, then each upsampler stage's output.
+    public var imageSizes: [Int] { [decoderConfig.sampleSize] + components.upsamplers.map(\.size) }
+
+    /// How many upsampler stages run for `options.size` (nil: the model's default size): up to the stage that
+    /// outputs that size, all of them for no size or one above the largest (`sizeNote` says what is drawn instead);
+    /// an error for a size between.
+    public func upsamplerStages(for options: SamplingOptions) throws -> Int {
+        let sizes = imageSizes
+        guard let size = options.size ?? components.defaults.size, size < sizes.last! else { return sizes.count - 1 }
+        guard let k = sizes.firstIndex(of: size) else {
+            let listed = sizes.map(String.init).joined(separator: ", ")
+            throw PipelineArgumentError("\(name) draws \(listed) px images (its decoder and upsampler stages); \(size) is none of them: ask for one of those, or resize the image afterwards")
+        }
+        return k
+    }
+
+    /// What a user should be told when `size` is more than the model draws (nil when it draws that size).
+    public func sizeNote(_ size: Int?) -> String? {
+        guard let size, let largest = imageSizes.last, size > largest else { return nil }
+        let stages = components.upsamplers.count
+        return "\(name) draws at most \(largest) × \(largest) (\(stages == 0 ? "no upsampler" : stages == 1 ? "one upsampler stage" : "\(stages) upsampler stages")): drawing \(largest) × \(largest), not \(size) × \(size)"
+    }
+
+    /// The upsampler cascade: images [B, 3, h, w] of the decoder's size (or of a later stage's input size) → the
+    /// final images [B, 3, H, W] in [−1, 1] (unchanged without upsamplers), from the stage that takes `h` and
+    /// stopping at `options.size` (`upsamplerStages(for:)`). The first upsampler runs `options.superResSteps` steps,
+    /// later ones `options.laterSuperResSteps` (default: the same).
     public func runSuperResolution(_ small: Tensor, options: SamplingOptions, noise: inout some NoiseSource,
                                    progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try inference {
+        let sizes = imageSizes, stages = try upsamplerStages(for: options)
+        guard small.shape.count == 4, let start = sizes.firstIndex(of: small.shape[2]), small.shape[3] == small.shape[2] else {
+            throw PipelineArgumentError("the upsamplers of \(name) take square images of \(sizes.dropLast().map(String.init).joined(separator: " or ")) px, not \(small.shape)")
+        }
+        return try inference {
             var x = small
-            for (k, upsampler) in components.upsamplers.enumerated() {
+            for k in start..<max(start, stages) {
+                let upsampler = components.upsamplers[k]
                 // Each stage after the first is conditioned on a valid image, as the decoder's output is.
                 if k > 0 { x = x.clamped(min: -1, max: 1) }
-                x = try upsampler.run(x, steps: options.superResSteps, noise: &noise, observer: observer(progress)) { unet, body in
+                let steps = k == 0 ? options.superResSteps : options.laterSuperResSteps ?? options.superResSteps
+                x = try upsampler.run(x, steps: steps, noise: &noise, observer: observer(progress)) { unet, body in
                     try with(unet, body)
                 }
             }
@@ -497,7 +555,7 @@ public final class UnCLIPPipeline {
     /// Text → images: [B, H, W, 3] floats in [0, 1], B = prompts × imagesPerPrompt.
     public func generate(prompts: [String], options: SamplingOptions = SamplingOptions(), noise: inout some NoiseSource,
                          progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try options.validate()
+        try validate(options)
         guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
         if options.decoder == .glide {
             // GLIDE: the caption alone; no prior runs (its guidance scale is unused).
@@ -525,7 +583,7 @@ public final class UnCLIPPipeline {
     /// embedding of a real image of the caption this measures the decoder apart from the prior.
     public func generate(prompts: [String], imageEmbeddings given: Tensor, options: SamplingOptions = SamplingOptions(),
                          noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try options.validate()
+        try validate(options)
         guard !prompts.isEmpty else { throw PipelineArgumentError("no prompt given") }
         try requireUnCLIPDecoder(options, for: "decoding given image embeddings")
         guard given.rank == 2, given.shape[0] == prompts.count else {
@@ -570,7 +628,7 @@ public final class UnCLIPPipeline {
     /// Both guidance halves use the empty prompt, as in diffusers' `UnCLIPImageVariationPipeline`.
     public func vary(pixelValues: Tensor? = nil, imageEmbeddings given: Tensor? = nil, options: SamplingOptions = SamplingOptions(),
                      noise: inout some NoiseSource, progress: ((PipelineProgress) -> Bool)? = nil) throws -> Tensor {
-        try options.validate()
+        try validate(options)
         try requireUnCLIPDecoder(options, for: "vary")
         var options = options
         options.priorGuidance = 1  // no prior here: guidance is decided by the decoder scale alone

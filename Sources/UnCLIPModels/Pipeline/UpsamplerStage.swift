@@ -11,19 +11,22 @@ public struct Upsampler {
     public let first: Component<UNet2DModel>
     public let last: Component<UNet2DModel>?
     public let scheduler: UnCLIPScheduler
+    /// The side of its output images (its UNets' `sample_size`), known before they load.
+    public let size: Int
 
-    public init(stage: Stage, first: Component<UNet2DModel>, last: Component<UNet2DModel>?, scheduler: UnCLIPScheduler) {
+    public init(stage: Stage, first: Component<UNet2DModel>, last: Component<UNet2DModel>?, scheduler: UnCLIPScheduler, size: Int) {
         self.stage = stage
         self.first = first
         self.last = last
         self.scheduler = scheduler
+        self.size = size
     }
 
     /// A stage from UNets given in code.
     public init(index: Int = 0, first: UNet2DModel, last: UNet2DModel? = nil, scheduler: UnCLIPScheduler) {
         let stage = Stage.superResolution(index)
         self.init(stage: stage, first: Component(first, name: "\(stage.key)_first"),
-                  last: last.map { Component($0, name: "\(stage.key)_last") }, scheduler: scheduler)
+                  last: last.map { Component($0, name: "\(stage.key)_last") }, scheduler: scheduler, size: first.config.sampleSize)
     }
 
     /// The low-resolution images [B, C, h, w] in [−1, 1] → the stage's output [B, C, H, W].
