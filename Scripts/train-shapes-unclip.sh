@@ -3,8 +3,9 @@
 #   1. `unclip train all` with the relation recipe for CLIP without the binding negatives, decoder 5000 steps,
 #      super-resolution 3000 and the 128 → 512 upsampler 3000 (Scripts/shapes-unclip/train-all.json pins these:
 #      `train all`'s defaults have since become the two-hour recipe, docs/training.md); the prior keeps its defaults
-#      (1500 steps); the 512 stage was added to the shipped model later, trained alone with these settings
-#      (`unclip train super_res --stage 2 --precision bf16`, ≈ 55 min);
+#      (1500 steps); the 512 stage was added to the shipped model later, trained alone with its defaults
+#      (`unclip train super_res --stage 2 --precision bf16`); the shipped weights are that 1500-step schedule's
+#      step-1200 checkpoint (37 min here; docs/training.md, "The 512 stage");
 #   2. the decoder continued twice, 5000 steps each with a fresh warm-up and cosine schedule (learning rate 3e-4,
 #      seeds 4 and 5), each run starting from the previous run's exported EMA weights (`initialize_from`);
 #   3. CLIP fine-tuned 800 steps with the binding negatives (Scripts/shapes-unclip/clip-binding.json, started from
